@@ -57,18 +57,100 @@ def _add_schedules(sub):
 
 
 def _add_evaluate(sub):
-    p = sub.add_parser("evaluate", help="FID / KID / precision / recall of a model or a folder of samples")
-    p.set_defaults(func=_not_yet("evaluate"))
+    p = sub.add_parser("evaluate", help="FID / KID / precision / recall of a model or a folder of samples",
+                       description="Score generated digits against real ones in the features of the shipped MNIST "
+                                   "classifier (fid_mnist_classifier, KID, precision/recall k=3, class histogram).")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a pipeline folder (model_index.json + unet/ + scheduler/)")
+    source.add_argument("--samples", help="a folder of PNG images from any generator (a GAN, another repo)")
+    p.add_argument("--reference", default="ylecun/mnist:test",
+                   help="real images: NAME_OR_PATH[:split] (default split: test)")
+    p.add_argument("--num_reference", type=int, default=None, help="use the first N reference images (default all)")
+    p.add_argument("--num_samples", type=int, default=None,
+                   help="images to generate (default 1000) or to read from --samples (default all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scheduler", default=None, help="sampler for --model (default: the pipeline's own)")
+    p.add_argument("--num_inference_steps", type=int, default=None)
+    p.add_argument("--eta", type=float, default=None, help="DDIM eta (stochasticity), for schedulers that take it")
+    p.add_argument("--batch_size", type=int, default=250)
+    p.add_argument("--kid_subset_size", type=int, default=None, help="default min(1000, number of samples)")
+    p.add_argument("--kid_subsets", type=int, default=100)
+    p.add_argument("--nearest_k", type=int, default=3, help="k of the k-NN manifolds of precision/recall")
+    p.add_argument("--classifier", default=None, help="another classifier folder (default: the shipped one)")
+    p.add_argument("--inception_fid", action="store_true",
+                   help="also compute standard Inception FID (needs torchmetrics[image] and the weights)")
+    p.add_argument("--inception_weights", default=None, help="local FID Inception weights (implies --inception_fid)")
+    p.add_argument("--output_json", default=None, help="write all numbers and their provenance here")
+
+    def run(args):
+        from sd_course import metrics
+
+        metrics.evaluate(
+            model=args.model, samples=args.samples, reference=args.reference, num_samples=args.num_samples,
+            seed=args.seed, scheduler=args.scheduler, num_inference_steps=args.num_inference_steps, eta=args.eta,
+            batch_size=args.batch_size, num_reference=args.num_reference, kid_subset_size=args.kid_subset_size,
+            kid_subsets=args.kid_subsets, nearest_k=args.nearest_k, classifier=args.classifier,
+            inception_fid_=args.inception_fid, inception_weights=args.inception_weights,
+            output_json=args.output_json,
+        )
+
+    p.set_defaults(func=run)
 
 
 def _add_compare(sub):
-    p = sub.add_parser("compare", help="one metrics table and a side-by-side grid for several models")
-    p.set_defaults(func=_not_yet("compare"))
+    p = sub.add_parser("compare", help="one metrics table and a side-by-side grid for several models",
+                       description="Sample every model with the same seeds and score them alike. A training run "
+                                   "folder with epoch-XXXX/ snapshots is expanded, and its metrics plotted per epoch.")
+    p.add_argument("models", nargs="+", help="pipeline folders, training runs (epoch-XXXX/ snapshots) or PNG folders")
+    p.add_argument("--num_samples", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reference", default="ylecun/mnist:test", help="real images: NAME_OR_PATH[:split]")
+    p.add_argument("--num_reference", type=int, default=None, help="use the first N reference images (default all)")
+    p.add_argument("--scheduler", default=None, help="one sampler for every model (default: each pipeline's own)")
+    p.add_argument("--num_inference_steps", type=int, default=None)
+    p.add_argument("--eta", type=float, default=None)
+    p.add_argument("--batch_size", type=int, default=250)
+    p.add_argument("--kid_subset_size", type=int, default=None, help="default min(1000, number of samples)")
+    p.add_argument("--kid_subsets", type=int, default=100)
+    p.add_argument("--classifier", default=None, help="another classifier folder (default: the shipped one)")
+    p.add_argument("--grid_columns", type=int, default=8, help="samples per model in the grid")
+    p.add_argument("--output_dir", default="compare", help="where compare.json and the figures go")
+
+    def run(args):
+        from sd_course import metrics
+
+        metrics.compare(
+            args.models, num_samples=args.num_samples, seed=args.seed, reference=args.reference,
+            scheduler=args.scheduler, num_inference_steps=args.num_inference_steps, eta=args.eta,
+            batch_size=args.batch_size, num_reference=args.num_reference, kid_subset_size=args.kid_subset_size,
+            kid_subsets=args.kid_subsets, classifier=args.classifier, output_dir=args.output_dir,
+            grid_columns=args.grid_columns,
+        )
+
+    p.set_defaults(func=run)
 
 
 def _add_inversion(sub):
     p = sub.add_parser("inversion", help="Part 1 of the lab: can an MLP learn arcsin, the inverse of sin?")
-    p.set_defaults(func=_not_yet("inversion"))
+    p.add_argument("--output_dir", required=True, help="folder for the PNG figures, metrics.json and report.md")
+    p.add_argument("--hidden", help="hidden widths of the main network, comma-separated (default 3,3: 1-3-3-1)")
+    p.add_argument("--activation", help="activation of the main network: relu or tanh (default relu)")
+    p.add_argument("--num_samples", type=int, help="training pairs, x ~ U[-1, 1], y = sin(x) (default 1000)")
+    p.add_argument("--epochs", type=int, help="full-batch Adam steps per run (default 1000)")
+    p.add_argument("--seeds", help="comma-separated seeds, one run per seed and network (default 0,1,2,3,4)")
+
+    def run(args):
+        from sd_course import inversion
+
+        # Only the flags given are passed on; the defaults live in inversion.InversionConfig.
+        given = {k: getattr(args, k) for k in ("hidden", "activation", "num_samples", "epochs", "seeds")}
+        config = inversion.InversionConfig(
+            output_dir=args.output_dir, **{k: v for k, v in given.items() if v is not None}
+        )
+        metrics = inversion.run_inversion(config)
+        print(inversion.format_summary(metrics))
+
+    p.set_defaults(func=run)
 
 
 def _not_yet(name):

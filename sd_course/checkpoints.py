@@ -1,0 +1,184 @@
+"""Files that must never be half-written: training checkpoints and saved pipelines.
+
+The rule: write somewhere else, then *rename* into place. A rename within one file system is atomic, so a crash
+(a kill, a full disk, a power cut) leaves either the old good version or the new good version, never a mix.
+
+    output_dir/
+        model_index.json, unet/, scheduler/   the final pipeline (loadable with DiffusionPipeline.from_pretrained)
+        epoch-0001/ ...                       pipeline snapshots (--save_model_epochs)
+        checkpoint-500/ ...                   accelerate states to resume from (--checkpointing_steps)
+        samples/epoch-0001.png ...            sample grids (--save_images_epochs)
+        logs/loss.jsonl                       one line per optimisation step
+        training_config.json                  the resolved configuration of the run
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from sd_course.errors import InputError
+
+PIPELINE_ENTRIES = ("unet", "scheduler", "README.md", "model_index.json")  # model_index.json last: it makes a pipeline
+STAGING, BACKUP, COMPLETE = ".pipeline-new", ".pipeline-old", ".complete"
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+REQUIRED_CHECKPOINT_FILES = ("model.safetensors", "optimizer.bin", "scheduler.bin", "training_state.json")
+
+
+def fault(point: str) -> None:
+    """Fault injection for the tests of this module's promise: ``SD_COURSE_FAULT=<point>`` kills the process here.
+
+    Points: ``step:N`` (after optimisation step N), ``pipeline-save`` (pipeline files written, not yet swapped in).
+    """
+    if os.environ.get("SD_COURSE_FAULT") == point:
+        os.kill(os.getpid(), 9)  # SIGKILL: no cleanup, no finally blocks, exactly like `kill -9` or an OOM kill
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Pipelines
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def save_pipeline(pipeline, target: str | Path, card: str | None = None) -> Path:
+    """Save a diffusers pipeline to ``target`` atomically; ``target`` may hold other files (checkpoints, logs).
+
+    1. write the whole pipeline to ``target/.pipeline-new/`` and mark it complete;
+    2. move each old entry aside (model_index.json first, so a half-swapped folder is never a loadable pipeline)
+       and move each new one in (model_index.json last);
+    3. delete the old entries.
+    A crash in 1 leaves the old pipeline untouched; a crash in 2 is finished by :func:`recover_pipeline`, which
+    every save (and every training run) calls first.
+    """
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    recover_pipeline(target)
+    staging, backup = target / STAGING, target / BACKUP
+    shutil.rmtree(staging, ignore_errors=True)
+    pipeline.save_pretrained(staging, safe_serialization=True)
+    if card is not None:
+        (staging / "README.md").write_text(card)
+    (staging / COMPLETE).touch()
+    fault("pipeline-save")
+    _swap_in(target)
+    return target
+
+
+def _swap_in(target: Path) -> None:
+    staging, backup = target / STAGING, target / BACKUP
+    backup.mkdir(exist_ok=True)
+    for name in reversed(PIPELINE_ENTRIES):  # model_index.json leaves first
+        if (target / name).exists() and (staging / name).exists():
+            os.replace(target / name, backup / name)
+    for name in PIPELINE_ENTRIES:  # ... and comes back last
+        if (staging / name).exists():
+            os.replace(staging / name, target / name)
+    shutil.rmtree(backup)
+    shutil.rmtree(staging)
+
+
+def recover_pipeline(target: str | Path) -> None:
+    """Finish or undo a pipeline save that was interrupted (see :func:`save_pipeline`)."""
+    target = Path(target)
+    staging, backup = target / STAGING, target / BACKUP
+    if (staging / COMPLETE).exists():
+        _swap_in(target)  # the new pipeline was complete: finish moving it in
+    else:
+        shutil.rmtree(staging, ignore_errors=True)  # never finished writing: the old pipeline is still in place
+        if backup.exists():  # (cannot happen without COMPLETE, but be safe) put the old entries back
+            for entry in backup.iterdir():
+                if not (target / entry.name).exists():
+                    os.replace(entry, target / entry.name)
+            shutil.rmtree(backup, ignore_errors=True)
+
+
+def save_pipeline_snapshot(pipeline, target: str | Path) -> Path:
+    """Save to a folder of its own (``epoch-0003/``): write ``epoch-0003.tmp``, then rename over."""
+    target = Path(target)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipeline.save_pretrained(tmp, safe_serialization=True)
+    replace_dir(tmp, target)
+    return target
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move folder ``src`` to ``dst``, replacing any old ``dst`` (kept as ``dst.old`` until the new one is in)."""
+    old = dst.with_name(dst.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(src, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def is_pipeline_dir(path: str | Path) -> bool:
+    return (Path(path) / "model_index.json").is_file()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Training checkpoints (accelerate states)
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """``checkpoint-N`` folders of a run, oldest first (half-written ``.tmp`` ones are not listed)."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in output_dir.iterdir() if p.is_dir() and (m := CHECKPOINT_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def prune_checkpoints(output_dir: str | Path, keep: int | None) -> list[Path]:
+    """Delete the oldest checkpoints so that at most ``keep`` remain; returns the deleted ones."""
+    if keep is None:
+        return []
+    checkpoints = list_checkpoints(output_dir)
+    doomed = checkpoints[: max(0, len(checkpoints) - keep)]
+    for path in doomed:
+        shutil.rmtree(path)
+    return doomed
+
+
+def resolve_checkpoint(output_dir: str | Path, resume_from_checkpoint: str) -> Path | None:
+    """``latest`` -> the newest checkpoint of ``output_dir`` (``None`` if there is none); a path -> that path.
+
+    The folder is checked before anything is loaded, so a missing or damaged checkpoint is a clear error.
+    """
+    if resume_from_checkpoint == "latest":
+        checkpoints = list_checkpoints(output_dir)
+        if not checkpoints:
+            return None
+        path = checkpoints[-1]
+    else:
+        path = Path(resume_from_checkpoint)
+        if not path.is_absolute() and not path.exists():
+            path = Path(output_dir) / path
+        if not path.is_dir():
+            available = [p.name for p in list_checkpoints(output_dir)] or "none"
+            raise InputError(f"checkpoint {resume_from_checkpoint!r} does not exist (checkpoints in {output_dir}: "
+                             f"{available}); pass one of them, 'latest', or drop --resume_from_checkpoint")
+    validate_checkpoint(path)
+    return path
+
+
+def validate_checkpoint(path: Path) -> dict:
+    """Check that a checkpoint folder is complete and readable; returns its ``training_state.json``."""
+    missing = [f for f in REQUIRED_CHECKPOINT_FILES if not (path / f).is_file()]
+    if missing:
+        raise InputError(f"checkpoint {path} is incomplete or corrupt (missing {missing}); delete it and resume from "
+                         "an earlier checkpoint, or start again without --resume_from_checkpoint")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path / "model.safetensors"), framework="pt") as f:
+            list(f.keys())
+        state = json.loads((path / "training_state.json").read_text())
+        int(state["global_step"])
+    except Exception as e:
+        raise InputError(f"checkpoint {path} is corrupt ({type(e).__name__}: {e}); delete it and resume from an "
+                         "earlier checkpoint, or start again without --resume_from_checkpoint") from e
+    return state

@@ -1,0 +1,43 @@
+"""U-Net presets: sizes, shapes, and the resolutions they can take."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from sd_course.errors import InputError
+from sd_course.models import PRESETS, build_unet, check_resolution, count_parameters, unet_config
+
+
+def test_presets_sizes_and_shapes():
+    assert count_parameters(build_unet("tiny")) < 100_000
+    assert 1e6 < count_parameters(build_unet("mnist")) < 6e6
+    for name, resolution, channels in [("tiny", 16, 1), ("mnist", 28, 1), ("tiny", 12, 3)]:
+        model = build_unet(name, resolution, channels)
+        x = torch.randn(2, channels, resolution, resolution)
+        assert model(x, torch.tensor([0, 5])).sample.shape == x.shape
+
+
+def test_config_file_and_folder(tmp_path):
+    model = build_unet("tiny")
+    model.save_config(tmp_path)
+    assert unet_config(str(tmp_path))["block_out_channels"] == list(PRESETS["tiny"]["block_out_channels"])
+    assert count_parameters(build_unet(str(tmp_path / "config.json"))) == count_parameters(model)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        unet_config(str(tmp_path / "bad.json"))
+    (tmp_path / "vae.json").write_text(json.dumps({"_class_name": "AutoencoderKL"}))
+    with pytest.raises(InputError, match="not a UNet2DModel"):
+        unet_config(str(tmp_path / "vae.json"))
+    with pytest.raises(InputError, match="neither a preset"):
+        unet_config("no-such-preset")
+
+
+def test_resolution_must_survive_the_downsampling():
+    check_resolution(PRESETS["mnist"], 28)
+    with pytest.raises(InputError, match="multiple of 4"):
+        check_resolution(PRESETS["mnist"], 30)
+    with pytest.raises(InputError, match="multiple of 2"):
+        build_unet("tiny", resolution=15)

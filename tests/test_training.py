@@ -1,0 +1,225 @@
+"""The training loop end to end: real tiny U-Nets, real accelerate, real datasets, real files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO, run_python, tiny_run_args
+from sd_course.errors import InputError
+from sd_course.training import main, parse_args, train, training_target
+
+ENTRY = str(REPO / "training" / "train_unconditional.py")
+
+
+def unet_weights(path: Path) -> dict:
+    return load_file(str(path / "unet" / "diffusion_pytorch_model.safetensors"))
+
+
+def losses(run: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (run / "logs" / "loss.jsonl").read_text().splitlines()]
+
+
+def test_trains_on_real_mnist_and_loads_with_plain_diffusers(tmp_path, mnist_dir):
+    out = tmp_path / "run"
+    main(tiny_run_args(out, dataset_name=mnist_dir, max_train_samples=320, max_train_steps=40, train_batch_size=32,
+                       resolution=28, learning_rate=2e-3, save_images_epochs=1, use_ema=True, ema_max_decay=0.9))
+    curve = losses(out)
+    assert len(curve) == 40
+    assert sum(curve[-8:]) / 8 < 0.6 * sum(curve[:4]) / 4, curve  # the noise is being predicted, not guessed
+    assert (out / "samples" / "epoch-0004.png").is_file()
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["global_step"] == 40 and summary["num_images"] == 320
+    # A fresh process that imports only diffusers loads the folder and makes 28x28 1-channel images.
+    code = (
+        "import sys; from diffusers import DiffusionPipeline; "
+        f"p = DiffusionPipeline.from_pretrained({str(out)!r}); "
+        "im = p(batch_size=2, num_inference_steps=3, output_type='np').images; "
+        "assert not any(m.startswith('sd_course') for m in sys.modules); "
+        "print(type(p).__name__, im.shape, float(im.min()) >= 0, float(im.max()) <= 1)"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[:5] == ["DDPMPipeline", "(2,", "28,", "28,", "1)"]
+    assert "True True" in result.stdout
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_training_targets(prediction_type):
+    from diffusers import DDPMScheduler
+
+    scheduler = DDPMScheduler(num_train_timesteps=100, prediction_type=prediction_type)
+    x0, noise = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4)
+    t = torch.tensor([0, 50, 99])
+    target = training_target(scheduler, x0, noise, t)
+    abar = scheduler.alphas_cumprod[t].view(-1, 1, 1, 1)
+    expected = {"epsilon": noise, "sample": x0,
+                "v_prediction": abar.sqrt() * noise - (1 - abar).sqrt() * x0}[prediction_type]
+    torch.testing.assert_close(target, expected)
+
+
+def test_prediction_type_and_schedule_reach_the_saved_pipeline(tmp_path):
+    out = tmp_path / "v"
+    main(tiny_run_args(out, prediction_type="v_prediction", ddpm_beta_schedule="squaredcos_cap_v2", max_train_steps=2))
+    config = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    assert config["prediction_type"] == "v_prediction"
+    assert config["beta_schedule"] == "squaredcos_cap_v2"
+    assert config["num_train_timesteps"] == 100
+
+
+def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
+    for name, seed in [("a", 0), ("b", 0), ("c", 1)]:
+        main(tiny_run_args(tmp_path / name, seed=seed, max_train_steps=3))
+    a, b, c = (unet_weights(tmp_path / n) for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path):
+    """Kill -9 mid-epoch after a checkpoint, resume from `latest`: bit-identical to an uninterrupted run."""
+    flags = dict(max_train_samples=96, train_batch_size=16, gradient_accumulation_steps=2, max_train_steps=7,
+                 checkpointing_steps=2, checkpoints_total_limit=2, use_ema=True, ema_max_decay=0.9)
+    main(tiny_run_args(tmp_path / "straight", **flags))
+
+    killed = tmp_path / "killed"
+    result = run_python([ENTRY, *tiny_run_args(killed, **flags)], env={"SD_COURSE_FAULT": "step:5"})
+    assert result.returncode == -9, result.stderr[-2000:]  # really killed, by SIGKILL, after step 5
+    assert not (killed / "model_index.json").exists()
+    assert sorted(p.name for p in killed.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert len(losses(killed)) == 5
+
+    main(tiny_run_args(killed, **flags, resume_from_checkpoint="latest"))
+    straight, resumed = unet_weights(tmp_path / "straight"), unet_weights(killed)  # EMA weights
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert losses(killed) == losses(tmp_path / "straight")  # the log was rewound to the checkpoint, then continued
+    assert sorted(p.name for p in killed.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]  # pruned to 2
+
+
+def test_two_processes_train_data_parallel(tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` on a CPU-only machine: gloo, one model, split batches."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           ENTRY, *tiny_run_args(out, max_train_samples=64, train_batch_size=8, max_train_steps=5)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=str(REPO))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["num_processes"] == 2
+    checksums = summary["param_checksum_per_process"]
+    assert len(checksums) == 2 and checksums[0] == checksums[1]  # gradients were averaged: identical weights
+    assert summary["first_epoch_samples_per_process"] == [32, 32]  # each rank saw half of the epoch ...
+    assert summary["first_epoch_samples_seen_by_several_processes"] == 0  # ... and not the same half
+    single = tmp_path / "single"
+    main(tiny_run_args(single, max_train_samples=64, train_batch_size=8, max_train_steps=5))
+    assert json.loads((single / "train_summary.json").read_text())["param_checksum_per_process"][0] != checksums[0]
+
+
+def test_yaml_config_gives_defaults_and_flags_override(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("learning_rate: 0.01\ntrain_batch_size: 7\nuse_ema: true\n")
+    cfg = parse_args(["--config", str(config), "--train_batch_size", "9", "--no-use_ema"])
+    assert (cfg.learning_rate, cfg.train_batch_size, cfg.use_ema) == (0.01, 9, False)
+    for name in ["mnist.yaml", "mnist-quick.yaml", "fashion_mnist.yaml", "cifar10.yaml"]:
+        parse_args(["--config", str(REPO / "training" / "configs" / name)]).validate()
+
+
+def test_cli_train_is_the_same_loop(tmp_path):
+    from sd_course.cli import main as cli
+
+    assert cli(["train", *tiny_run_args(tmp_path / "cli", max_train_steps=1)]) == 0
+    assert (tmp_path / "cli" / "model_index.json").is_file()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad input: a clear error, and nothing lost
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def expect_error(argv, *fragments):
+    with pytest.raises(InputError) as info:
+        train(parse_args(argv))
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
+    return str(info.value)
+
+
+def test_output_dir_holding_another_run_is_refused_and_kept(tmp_path):
+    out = tmp_path / "run"
+    main(tiny_run_args(out, max_train_steps=2))
+    before = unet_weights(out)
+    expect_error(tiny_run_args(out, max_train_steps=2, seed=5), "--overwrite_output_dir", "--resume_from_checkpoint")
+    assert all(torch.equal(before[k], v) for k, v in unet_weights(out).items())
+    main(tiny_run_args(out, max_train_steps=2, seed=5, overwrite_output_dir=True))
+    assert not all(torch.equal(before[k], v) for k, v in unet_weights(out).items())
+
+
+def test_kill_while_saving_the_pipeline_keeps_the_old_one(tmp_path):
+    out = tmp_path / "run"
+    main(tiny_run_args(out, max_train_steps=2))
+    before = unet_weights(out)
+    result = run_python([ENTRY, *tiny_run_args(out, max_train_steps=3, seed=7, overwrite_output_dir=True)],
+                        env={"SD_COURSE_FAULT": "pipeline-save"})
+    assert result.returncode == -9
+    assert (out / ".pipeline-new").is_dir()  # the new pipeline was written beside the old one ...
+    after = unet_weights(out)  # ... and the old one is still whole
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    result = run_python(f"from diffusers import DiffusionPipeline; DiffusionPipeline.from_pretrained({str(out)!r})")
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_interrupted_swap_is_finished_by_recovery(tmp_path):
+    from diffusers import DDPMPipeline, DDPMScheduler
+
+    from sd_course.checkpoints import BACKUP, COMPLETE, STAGING, recover_pipeline, save_pipeline
+    from sd_course.models import build_unet
+
+    torch.manual_seed(0)
+    old, new = (DDPMPipeline(unet=build_unet("tiny"), scheduler=DDPMScheduler(num_train_timesteps=10)) for _ in "ab")
+    save_pipeline(old, tmp_path)
+    new.save_pretrained(tmp_path / STAGING)
+    (tmp_path / STAGING / COMPLETE).touch()
+    (tmp_path / BACKUP).mkdir()  # simulate a crash half-way through the swap: model_index.json and unet moved aside
+    for name in ("model_index.json", "unet"):
+        shutil.move(str(tmp_path / name), str(tmp_path / BACKUP / name))
+    shutil.move(str(tmp_path / STAGING / "unet"), str(tmp_path / "unet"))
+    recover_pipeline(tmp_path)
+    loaded = DDPMPipeline.from_pretrained(tmp_path)
+    expected = new.unet.state_dict()
+    assert all(torch.equal(expected[k], v) for k, v in loaded.unet.state_dict().items())
+    assert not (tmp_path / STAGING).exists() and not (tmp_path / BACKUP).exists()
+
+
+def test_resume_from_missing_or_corrupt_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    expect_error(tiny_run_args(out, resume_from_checkpoint=str(tmp_path / "nope")), "does not exist")
+    main(tiny_run_args(out, max_train_steps=2, checkpointing_steps=2))
+    ckpt = out / "checkpoint-2"
+    (ckpt / "model.safetensors").write_bytes(b"\x00" * 100)  # a damaged disk, a copy cut short...
+    expect_error(tiny_run_args(out, max_train_steps=4, resume_from_checkpoint="latest"), "corrupt", "checkpoint-2")
+    (ckpt / "optimizer.bin").unlink()
+    expect_error(tiny_run_args(out, max_train_steps=4, resume_from_checkpoint=str(ckpt)), "missing", "optimizer.bin")
+
+
+def test_resolution_the_model_cannot_downsample(tmp_path):
+    expect_error(tiny_run_args(tmp_path / "r", model_config_name_or_path="mnist", resolution=30),
+                 "multiple of 4", "--resolution 28 or 32")
+
+
+def test_unknown_dataset_and_bad_values(tmp_path):
+    expect_error(tiny_run_args(tmp_path / "d", dataset_name="./no/such/folder"), "does not exist")
+    expect_error(tiny_run_args(tmp_path / "d", dataset_name="nobody-xyz/no-such-dataset"), "could not load dataset")
+    expect_error(tiny_run_args(tmp_path / "d", train_batch_size=0), "--train_batch_size must be positive")
+    with pytest.raises(SystemExit):  # argparse: an invalid choice lists the valid ones
+        parse_args(["--ddpm_beta_schedule", "cosine"])
+    config = tmp_path / "bad.yaml"
+    config.write_text("learning_rat: 0.1\n")
+    with pytest.raises(InputError, match="unknown option"):
+        parse_args(["--config", str(config)])
