@@ -136,7 +136,7 @@ def _add_inversion(sub):
     p.add_argument("--hidden", help="hidden widths of the main network, comma-separated (default 3,3: 1-3-3-1)")
     p.add_argument("--activation", help="activation of the main network: relu or tanh (default relu)")
     p.add_argument("--num_samples", type=int, help="training pairs, x ~ U[-1, 1], y = sin(x) (default 1000)")
-    p.add_argument("--epochs", type=int, help="full-batch Adam steps per run (default 1000)")
+    p.add_argument("--epochs", type=int, help="full-batch Adam steps per run (default 600)")
     p.add_argument("--seeds", help="comma-separated seeds, one run per seed and network (default 0,1,2,3,4)")
 
     def run(args):
