@@ -113,6 +113,8 @@ def _select_split(loaded, split: str, name: str):
 
 def parse_dataset_spec(spec: str, default_split: str = "test") -> tuple[str, str]:
     """``"ylecun/mnist:test"`` -> ``("ylecun/mnist", "test")``; ``"path/to/data"`` -> ``("path/to/data", default)``."""
+    if spec in BUILTIN_DATASETS:
+        return spec, default_split
     name, sep, split = spec.rpartition(":")
     if sep and name and "/" not in split and not (len(name) == 1 and name.isalpha()):  # not a "C:\..." drive
         return name, split

@@ -435,6 +435,7 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
         if last:
             break
     progress.close()
+    loop_seconds = time.time() - start_time  # training only (with the epoch-end grids/snapshots), not the final save
 
     # ---- the final pipeline and a summary --------------------------------------------------------------------------
     checksum = torch.stack([p.detach().double().sum() for p in accelerator.unwrap_model(model).parameters()]).sum()
@@ -450,7 +451,7 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
             "global_step": global_step, "epochs": num_epochs, "final_loss": loss_value,
             "num_images": info.num_images, "num_parameters": n_params, "num_processes": accelerator.num_processes,
             "mixed_precision": cfg.mixed_precision, "wall_clock_s": round(elapsed, 2),
-            "images_per_s": round(images_done / elapsed, 2) if elapsed > 0 and global_step > start_step else None,
+            "images_per_s": round(images_done / loop_seconds, 2) if global_step > start_step else None,
             "param_checksum_per_process": checksums,
             "first_epoch_samples_per_process": [len(s) for s in per_rank],
             "first_epoch_samples_seen_by_several_processes": len(set.intersection(*per_rank)) if len(per_rank) > 1 else 0,

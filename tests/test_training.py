@@ -223,3 +223,14 @@ def test_unknown_dataset_and_bad_values(tmp_path):
     config.write_text("learning_rat: 0.1\n")
     with pytest.raises(InputError, match="unknown option"):
         parse_args(["--config", str(config)])
+
+
+def test_metrics_during_training_are_logged(tmp_path):
+    from sd_course.cli import main as cli
+
+    out = tmp_path / "eval"
+    assert cli(["train", *tiny_run_args(out, resolution=28, max_train_steps=4, eval_epochs=1, eval_samples=12,
+                                        eval_reference="builtin:mnist-2k:train")]) == 0
+    records = [json.loads(line) for line in (out / "logs" / "eval.jsonl").read_text().splitlines()]
+    assert len(records) == 1 and records[0]["step"] == 4
+    assert records[0]["fid_mnist_classifier"] > 0 and 0 <= records[0]["recall_mnist_classifier"] <= 1

@@ -14,6 +14,7 @@ With internet, ``--dataset_name ylecun/mnist`` (the default) fetches the same da
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shlex
 import sys
@@ -73,6 +74,7 @@ def main(argv=None):
         batch_size=args.batch_size, lr=args.learning_rate, max_shift=args.max_shift, seed=args.seed,
         train_minutes=train_seconds / 60, total_minutes=(time.time() - start) / 60, threads=torch.get_num_threads(),
         cpu=platform.processor() or platform.machine(), torch_version=torch.__version__, version=__version__,
+        load=os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
         num_params=num_params, size_kb=size / 1024, sha256=sha256_of(weights), feature_dim=model.config["feature_dim"],
         mean=model.config["normalization"]["mean"], std=model.config["normalization"]["std"],
     )
@@ -109,7 +111,7 @@ Inception FIDs and cannot be compared with FIDs published in papers.
 | data | `{dataset}` (train split for training, test split for the accuracy) |
 | epochs | {epochs} (batch {batch_size}, AdamW, one-cycle lr peak {lr}, random shifts of up to {max_shift} px) |
 | seed | {seed} |
-| wall-clock | {train_minutes:.1f} min training, {total_minutes:.1f} min in all ({threads} CPU threads, {cpu}) |
+| wall-clock | {train_minutes:.1f} min training, {total_minutes:.1f} min in all ({threads} CPU threads, {cpu}, load average {load:.1f}) |
 | software | torch {torch_version}, sd_course {version} |
 | input | uint8 28x28 grayscale -> (pixel / 255 - {mean}) / {std} |
 | sha256 of model.safetensors | `{sha256}` |
