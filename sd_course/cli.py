@@ -31,29 +31,106 @@ def _add_train(sub):
     def run(args, rest):
         from sd_course import training
 
-        training.main(rest)
+        def evaluator(cfg):  # metrics during training (--eval_epochs), imported only when asked for
+            from sd_course.metrics import training_evaluator
+
+            return training_evaluator(cfg)
+
+        training.main(rest, evaluate_factory=evaluator)
 
     p.set_defaults(func=run, passthrough=True)
 
 
+SCHEDULER_HELP = ("a diffusers scheduler class name or alias: ddpm, ddim, pndm, lms, euler, euler-a, heun, dpm++, "
+                  "dpm++-sde, dpm-single, kdpm2, kdpm2-a, deis, unipc, edm-euler (default: the folder's own)")
+MODEL_HELP = ("a pipeline folder (model_index.json + unet/ + scheduler/), a Hub id, or analytic:mnist | "
+              "analytic:gaussian | analytic:two-gaussians (exact denoisers); default: $SD_COURSE_PRETRAINED, "
+              "else the shipped pipelines/ddpm-mnist")
+
+
 def _add_sample(sub):
     p = sub.add_parser("sample", help="sample images from a pipeline with any compatible scheduler")
-    p.set_defaults(func=_not_yet("sample"))
+    p.add_argument("--model", default=None, help=MODEL_HELP)
+    p.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
+    p.add_argument("--num_inference_steps", type=int, default=None,
+                   help="denoising steps (default: the scheduler's usual count, e.g. 1000 ddpm, 50 ddim, 25 dpm++)")
+    p.add_argument("--num_images", type=int, default=16)
+    p.add_argument("--batch_size", type=int, default=64, help="images per forward pass (memory)")
+    p.add_argument("--seed", type=int, default=0, help="same seed -> same images, whatever the batch size")
+    p.add_argument("--eta", type=float, default=None, help="DDIM only: 0 deterministic, 1 DDPM-like noise")
+    p.add_argument("--output", default=None, help="grid PNG (default samples.png unless --output_dir is given)")
+    p.add_argument("--output_dir", default=None, help="also write one PNG per image here (00000.png, ...)")
+
+    def run(args):
+        from sd_course.viz import write_samples
+
+        written = write_samples(args.model, args.scheduler, args.num_inference_steps, args.num_images,
+                                args.batch_size, args.seed, args.eta, args.output, args.output_dir)
+        if "grid" in written:
+            print(f"wrote {written['grid']}")
+        if "images" in written:
+            print(f"wrote {len(written['images'])} images to {args.output_dir}")
+
+    p.set_defaults(func=run)
 
 
 def _add_trajectory(sub):
     p = sub.add_parser("trajectory", help="save x_t and predicted x0 along the reverse process (PNG strip + GIF)")
-    p.set_defaults(func=_not_yet("trajectory"))
+    p.add_argument("--model", default=None, help=MODEL_HELP)
+    p.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
+    p.add_argument("--num_inference_steps", type=int, default=None, help="default: the scheduler's usual count")
+    p.add_argument("--num_images", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eta", type=float, default=None, help="DDIM only")
+    p.add_argument("--num_frames", type=int, default=8, help="columns of the strip, evenly spaced")
+    p.add_argument("--steps", default=None, help="model-call indices for the strip instead, e.g. 0,10,25,-1")
+    p.add_argument("--output_dir", default=".", help="writes <name>.png and <name>.gif here")
+    p.add_argument("--name", default="trajectory", help="file name stem")
+
+    def run(args):
+        from sd_course.viz import write_trajectory
+
+        written = write_trajectory(args.model, args.scheduler, args.num_inference_steps, args.num_images, args.seed,
+                                   args.eta, args.num_frames, args.steps, args.output_dir, args.name)
+        print(f"wrote {written['png']} and {written['gif']}")
+
+    p.set_defaults(func=run)
 
 
 def _add_forward(sub):
     p = sub.add_parser("forward", help="show the forward noising q(x_t | x_0) of a real image")
-    p.set_defaults(func=_not_yet("forward"))
+    p.add_argument("--image", default=None, help="an image file (else the first images of --dataset_name)")
+    p.add_argument("--dataset_name", default=None,
+                   help="NAME_OR_PATH[:split], e.g. ylecun/mnist:test (default: the package's MNIST digits)")
+    p.add_argument("--num_images", type=int, default=3, help="rows, from the dataset")
+    p.add_argument("--timesteps", default="0,50,100,250,500,750,999", help="comma-separated t in 0..T-1")
+    p.add_argument("--beta_schedule", default="linear", help="linear, scaled_linear, squaredcos_cap_v2 or sigmoid")
+    p.add_argument("--num_train_timesteps", type=int, default=1000)
+    p.add_argument("--resolution", type=int, default=None, help="default: the images' own size")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise eps")
+    p.add_argument("--output", default="forward.png")
+
+    def run(args):
+        from sd_course.viz import write_forward
+
+        print("wrote " + write_forward(args.output, args.image, args.dataset_name, args.num_images, args.timesteps,
+                                       args.beta_schedule, args.num_train_timesteps, args.resolution, args.seed))
+
+    p.set_defaults(func=run)
 
 
 def _add_schedules(sub):
     p = sub.add_parser("schedules", help="plot alpha_bar_t, beta_t and log-SNR of the beta schedules")
-    p.set_defaults(func=_not_yet("schedules"))
+    p.add_argument("--schedules", default="linear,scaled_linear,squaredcos_cap_v2,sigmoid")
+    p.add_argument("--num_train_timesteps", type=int, default=1000)
+    p.add_argument("--output", default="schedules.png")
+
+    def run(args):
+        from sd_course.viz import write_schedules
+
+        print("wrote " + write_schedules(args.output, args.schedules, args.num_train_timesteps))
+
+    p.set_defaults(func=run)
 
 
 def _add_evaluate(sub):
