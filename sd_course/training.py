@@ -460,6 +460,12 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
         logger.info(f"saved the pipeline to {out} ({global_step} steps, {elapsed:.0f} s)")
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    if accelerator.num_processes == 1:
+        # Accelerate keeps one global state per process; forget it so that a notebook (or a benchmark) can call
+        # train() again with other settings, e.g. another --mixed_precision.
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state(reset_partial_state=True)
     return out
 
 
