@@ -2,6 +2,7 @@
 
     python benchmarks/train_throughput.py                         # mnist preset, fp32 and bf16, 40 steps of 64
     python benchmarks/train_throughput.py --steps 100 --precisions bf16 --skip_baseline
+    python benchmarks/train_throughput.py --skip_baseline --precisions bf16 --variants plain,channels_last,compile,threads1
 
 * **ours**: ``sd_course.training.train`` itself (images decoded once into a uint8 tensor, accelerate, EMA,
   logging), with snapshots and sample grids off, on the 2,000 MNIST digits shipped with the package.
@@ -87,6 +88,46 @@ def measure_baseline(steps: int, batch_size: int, preset: str, resolution: int =
     return images / (time.time() - start)
 
 
+def measure_variant(variant: str, steps: int, batch_size: int, preset: str, resolution: int = 28) -> float:
+    """One bare training step (data already a tensor, bf16 autocast, AdamW) with one option changed, to see what
+    helps on this CPU: ``plain``, ``channels_last`` (NHWC memory layout), ``compile`` (torch.compile, inductor),
+    ``fp32`` (no autocast) or ``threads1`` (torch limited to one thread, as a bare ``accelerate launch`` does)."""
+    from diffusers import DDPMScheduler
+
+    threads = torch.get_num_threads()
+    torch.manual_seed(0)
+    model = build_unet(preset, resolution, 1)
+    x0 = torch.rand(batch_size, 1, resolution, resolution) * 2 - 1
+    if variant == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+        x0 = x0.contiguous(memory_format=torch.channels_last)
+    forward = torch.compile(model) if variant == "compile" else model
+    if variant == "threads1":
+        torch.set_num_threads(1)
+    noise_scheduler = DDPMScheduler(num_train_timesteps=1000)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, 1000, (batch_size,))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant != "fp32"):
+            prediction = forward(noise_scheduler.add_noise(x0, noise, t), t).sample
+        loss = F.mse_loss(prediction.float(), noise)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    try:
+        for _ in range(3):  # warm-up (and, for compile, the compilation itself)
+            step()
+        start = time.time()
+        for _ in range(steps):
+            step()
+        return steps * batch_size / (time.time() - start)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=40)
@@ -94,6 +135,8 @@ def main():
     parser.add_argument("--preset", default="mnist")
     parser.add_argument("--precisions", default="no,bf16", help="comma-separated: no (fp32), bf16")
     parser.add_argument("--skip_baseline", action="store_true")
+    parser.add_argument("--variants", default="",
+                        help="also time a bare bf16 step with one change: plain,channels_last,compile,fp32,threads1")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {args.preset} "
           f"({count_parameters(build_unet(args.preset)) / 1e6:.2f}M params), batch {args.batch_size}, {args.steps} steps")
@@ -108,6 +151,9 @@ def main():
         baseline = measure_baseline(args.steps, args.batch_size, args.preset)
         print(f"baseline fp32: {baseline:8.1f} images/s  (diffusers example loop)")
         print(f"speedup_vs_baseline: {max(ours.values()) / baseline:.2f}")
+    for variant in filter(None, args.variants.split(",")):
+        print(f"bare step {variant:>13}: {measure_variant(variant, args.steps, args.batch_size, args.preset):8.1f} images/s",
+              flush=True)
 
 
 if __name__ == "__main__":

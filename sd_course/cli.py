@@ -7,6 +7,7 @@
     sd-course schedules  --output schedules.png
     sd-course evaluate   --model runs/mnist --reference ylecun/mnist:test --num_samples 1000
     sd-course compare    runs/a runs/b --num_samples 500
+    sd-course export     runs/mnist --output pipelines/ddpm-mnist --metrics runs/mnist/metrics.json
     sd-course inversion  --output_dir figures/inversion
 
 Each sub-command is declared by one ``_add_<name>`` function below: its arguments, then the function it calls.
@@ -207,6 +208,40 @@ def _add_compare(sub):
     p.set_defaults(func=run)
 
 
+def _add_export(sub):
+    p = sub.add_parser("export", help="copy a trained pipeline with its logs, plots and a model card, ready to ship",
+                       description="Copy a training run's pipeline (fp32 safetensors) with loss.jsonl, loss.png, a "
+                                   "sample grid and a README.md model card rendered from model_cards/ into a clean "
+                                   "folder (atomically), ready for pipelines/ or huggingface_hub.upload_folder.")
+    p.add_argument("run", help="a training run's --output_dir (or one of its epoch-XXXX/ snapshots)")
+    p.add_argument("--output", required=True, help="the folder to write (replaced atomically if it exists)")
+    p.add_argument("--metrics", default=None, help="the JSON of `sd-course evaluate --output_json`, for the card")
+    p.add_argument("--name", default=None, help="model name in the card (default: the output folder's name)")
+    p.add_argument("--dataset_id", default=None, help="Hub id of the training data for the card, e.g. ylecun/mnist")
+    p.add_argument("--license", default="apache-2.0", help="license of the weights (MNIST data: cc-by-sa-3.0)")
+    p.add_argument("--summary", default=None, help="the card's first paragraph")
+    p.add_argument("--hardware", default=None, help="default: as recorded by the training run")
+    p.add_argument("--train_command", default=None, help="the command that trained it, shown in the card")
+    p.add_argument("--load_path", default=None, help="the path or Hub id shown in the card's code (default: --output)")
+    p.add_argument("--num_grid", type=int, default=64, help="images in samples.png")
+    p.add_argument("--scheduler", default="dpm++", help=SCHEDULER_HELP.replace("the folder's own", "dpm++"))
+    p.add_argument("--num_inference_steps", type=int, default=25)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--template", default=None, help="another card template (default: model_cards/ddpm-unconditional.md)")
+
+    def run(args):
+        from sd_course.model_card import export_pipeline
+
+        out = export_pipeline(
+            args.run, args.output, metrics_json=args.metrics, name=args.name, dataset_id=args.dataset_id,
+            license=args.license, summary=args.summary, hardware=args.hardware, train_command=args.train_command,
+            load_path=args.load_path, num_grid=args.num_grid, scheduler=args.scheduler,
+            num_inference_steps=args.num_inference_steps, seed=args.seed, template=args.template)
+        print(f"wrote {out} (model card: {out / 'README.md'})")
+
+    p.set_defaults(func=run)
+
+
 def _add_inversion(sub):
     p = sub.add_parser("inversion", help="Part 1 of the lab: can an MLP learn arcsin, the inverse of sin?")
     p.add_argument("--output_dir", required=True, help="folder for the PNG figures, metrics.json and report.md")
@@ -245,6 +280,7 @@ COMMANDS = [
     _add_schedules,
     _add_evaluate,
     _add_compare,
+    _add_export,
     _add_inversion,
 ]
 

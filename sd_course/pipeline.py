@@ -56,6 +56,7 @@ from sd_course.schedulers import (
     default_num_inference_steps,
     make_scheduler,
     noise_schedule_of,
+    resolve_scheduler_name,
     sigma_to_timestep,
     step_accepts,
     training_alphas_cumprod,
@@ -64,7 +65,7 @@ from sd_course.schedulers import (
 
 OUTPUT_TYPES = ("pil", "np", "pt")
 PRETRAINED_ENV = "SD_COURSE_PRETRAINED"  # a pipeline folder (or Hub id) to use when no --model is given
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "pipelines" / "ddpm-mnist"  # in a source checkout
+SHIPPED_MODEL = "pipelines/ddpm-mnist"  # the pretrained model, found by sd_course.shipped (checkout or installed)
 SAVED_CLASS_NAME = "DDPMPipeline"  # what model_index.json says, so that plain diffusers loads our folders too
 # model_index.json classes whose folders hold exactly an unconditional pixel-space UNet2DModel + a scheduler
 LOADABLE_PIPELINES = ("DDPMPipeline", "DDIMPipeline", "UnconditionalImagePipeline")
@@ -289,18 +290,22 @@ class UnconditionalImagePipeline(DiffusionPipeline):
 
 
 def default_model_path() -> str:
-    """The model to use when none is given: ``$SD_COURSE_PRETRAINED``, else ``pipelines/ddpm-mnist`` of the source
-    checkout (the package's pretrained MNIST model, once it is shipped)."""
+    """The model to use when none is given: ``$SD_COURSE_PRETRAINED``, else the package's pretrained MNIST model
+    ``pipelines/ddpm-mnist`` (of the source checkout, or installed with the package: see ``sd_course/shipped.py``)."""
+    from sd_course.shipped import find_shipped, search_roots
+
     env = os.environ.get(PRETRAINED_ENV)
     if env:
         if Path(env).expanduser().exists() and not (Path(env).expanduser() / "model_index.json").is_file():
             raise InputError(f"${PRETRAINED_ENV}={env!r} is not a pipeline folder (it has no model_index.json); "
                              "point it at one, or unset it and pass --model")
         return env
-    if (SHIPPED_MODEL / "model_index.json").is_file():
-        return str(SHIPPED_MODEL)
+    shipped = find_shipped(SHIPPED_MODEL)
+    if shipped is not None and (shipped / "model_index.json").is_file():
+        return str(shipped)
+    looked = ", ".join(str(root / SHIPPED_MODEL) for root in search_roots())
     raise InputError(
-        f"no --model given, and no pretrained model was found (looked at ${PRETRAINED_ENV} and {SHIPPED_MODEL}); "
+        f"no --model given, and no pretrained model was found (looked at ${PRETRAINED_ENV}, {looked}); "
         "pass --model DIR_OR_HUB_ID: a folder written by `sd-course train`, a Hub id, or analytic:mnist "
         "(the exact denoiser of 16 digits, no training needed)"
     )
@@ -357,6 +362,8 @@ def load_pipeline(model: str | None = None, scheduler: str | None = None) -> Unc
 
         python -c "from sd_course.pipeline import load_pipeline; print(load_pipeline('analytic:mnist', 'dpm++'))"
     """
+    if scheduler is not None:
+        resolve_scheduler_name(scheduler)  # a typo in the name fails now, not after loading the weights
     model = str(model) if model is not None else default_model_path()
     if model.startswith("analytic:"):
         pipe = analytic_pipeline(model.split(":", 1)[1])

@@ -32,6 +32,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import time
@@ -278,6 +279,13 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # its per-file "saved ..." lines drown the progress bar
     if not accelerator.is_main_process:
         logger.setLevel(logging.WARNING)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if use_cpu and accelerator.num_processes == 1 and torch.get_num_threads() < cores:
+        # `accelerate launch` sets OMP_NUM_THREADS=1 for a CPU run unless told otherwise: on 2 cores that makes
+        # training ~1.7x slower (benchmarks/README.md).
+        logger.warning(f"training on {torch.get_num_threads()} of {cores} CPU cores (OMP_NUM_THREADS="
+                       f"{os.environ.get('OMP_NUM_THREADS')}); for full speed launch with "
+                       f"`accelerate launch --num_cpu_threads_per_process {cores} ...` or set OMP_NUM_THREADS={cores}")
     if cfg.overwrite_output_dir and not cfg.resume_from_checkpoint and accelerator.is_main_process:
         _clear_previous_run(out)
     accelerator.wait_for_everyone()
@@ -354,6 +362,10 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
     progress = tqdm(total=max_steps, initial=global_step, desc="training", disable=not accelerator.is_local_main_process)
     seen_first_epoch = []  # data indices each process saw in epoch 0 (written to train_summary.json)
     start_time, start_step, images_done = time.time(), global_step, 0
+    # The training clock: time spent in optimisation steps only (not grids, snapshots or metrics), carried over a
+    # resume, so that "quality against minutes of training" can be read off the logs (benchmarks/recipe_sweep.py).
+    train_seconds = _last_train_seconds(out / cfg.logging_dir / "loss.jsonl") if global_step else 0.0
+    tick = time.time()
     loss_value = float("nan")
     for epoch in range(first_epoch, num_epochs):
         model.train()
@@ -392,7 +404,8 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
                 ema.step(model.parameters())
             global_step += 1
             loss_value = accelerator.gather(loss.detach()).mean().item()
-            record = {"step": global_step, "epoch": epoch, "loss": loss_value, "lr": lr_scheduler.get_last_lr()[0]}
+            record = {"step": global_step, "epoch": epoch, "loss": loss_value, "lr": lr_scheduler.get_last_lr()[0],
+                      "train_seconds": round(train_seconds + time.time() - tick, 3)}
             if ema is not None:
                 record["ema_decay"] = ema.cur_decay_value
             progress.update(1)
@@ -410,6 +423,7 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
         # ---- end of an epoch: pictures, snapshots, metrics ---------------------------------------------------------
         done = epoch + 1
         last = global_step >= max_steps
+        train_seconds += time.time() - tick
         if accelerator.is_main_process:
             if cfg.save_images_epochs and (done % cfg.save_images_epochs == 0 or last):
                 pipe = pipeline_for_saving()
@@ -428,10 +442,12 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
             if evaluate is not None and cfg.eval_epochs and (done % cfg.eval_epochs == 0 or last):
                 metrics = evaluate(pipeline_for_saving())
                 logger.info(f"epoch {done}: {metrics}")
-                _append_jsonl(out / cfg.logging_dir / "eval.jsonl", {"step": global_step, "epoch": done, **metrics})
+                _append_jsonl(out / cfg.logging_dir / "eval.jsonl",
+                              {"step": global_step, "epoch": done, "train_seconds": round(train_seconds, 3), **metrics})
                 if log_with:
                     accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=global_step)
         accelerator.wait_for_everyone()
+        tick = time.time()
         if last:
             break
     progress.close()
@@ -451,7 +467,9 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
             "global_step": global_step, "epochs": num_epochs, "final_loss": loss_value,
             "num_images": info.num_images, "num_parameters": n_params, "num_processes": accelerator.num_processes,
             "mixed_precision": cfg.mixed_precision, "wall_clock_s": round(elapsed, 2),
+            "train_seconds": round(train_seconds, 2),
             "images_per_s": round(images_done / loop_seconds, 2) if global_step > start_step else None,
+            "hardware": describe_hardware(accelerator.device), "software": describe_software(),
             "param_checksum_per_process": checksums,
             "first_epoch_samples_per_process": [len(s) for s in per_rank],
             "first_epoch_samples_seen_by_several_processes": len(set.intersection(*per_rank)) if len(per_rank) > 1 else 0,
@@ -527,6 +545,42 @@ def _append_jsonl(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def describe_hardware(device) -> str:
+    """One line on the machine, for summaries and model cards: CPU model, cores, torch threads, GPU if any."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    if getattr(device, "type", "cpu") == "cuda":
+        text = f"{torch.cuda.get_device_name(device)}; {text}"
+    return text
+
+
+def describe_software() -> str:
+    import accelerate
+    import diffusers
+
+    from sd_course import __version__
+
+    return f"torch {torch.__version__}, diffusers {diffusers.__version__}, accelerate {accelerate.__version__}, " \
+           f"sd_course {__version__}"
+
+
+def _last_train_seconds(path: Path) -> float:
+    """The training clock of the last logged step (0 for a log without one)."""
+    if not path.exists():
+        return 0.0
+    lines = path.read_text().splitlines()
+    return float(json.loads(lines[-1]).get("train_seconds", 0.0)) if lines else 0.0
 
 
 def _truncate_log(path: Path, step: int) -> None:

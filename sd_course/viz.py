@@ -269,6 +269,45 @@ def schedules_figure(schedules=("linear", "scaled_linear", "squaredcos_cap_v2", 
     return fig
 
 
+def loss_figure(records: list[dict], title: str = "training loss", window: int | None = None):
+    """The per-step loss of a run (``logs/loss.jsonl`` records): raw steps faint, a running mean of ``window`` steps
+    bold (default: 1/20 of the run, at most 100 steps), log scale; epochs marked on top when the run has several."""
+    if not records:
+        raise InputError("the loss log is empty: train at least one step first")
+    steps = torch.tensor([float(r["step"]) for r in records])
+    loss = torch.tensor([float(r["loss"]) for r in records])
+    window = max(1, min(window or 100, len(records) // 20 if window is None else len(records)))
+    total = torch.cat([torch.zeros(1), loss.double().cumsum(0)])
+    index = torch.arange(1, len(loss) + 1)
+    start = (index - window).clamp(min=0)
+    running = (total[index] - total[start]) / (index - start)  # step i: the mean of steps max(0, i-window+1) .. i
+    fig = _new_figure(8, 4)
+    ax = fig.subplots()
+    ax.plot(steps, loss, lw=0.5, alpha=0.3, color="tab:blue", label="per step")
+    ax.plot(steps, running, lw=1.8, color="tab:blue", label=f"mean of the last {window} steps")
+    ax.set(xlabel="optimisation step", ylabel="MSE loss (log scale)", yscale="log", title=title)
+    ax.grid(alpha=0.3, which="both")
+    epochs = sorted({int(r["epoch"]) for r in records})
+    if len(epochs) > 1:
+        starts = [next(r["step"] for r in records if int(r["epoch"]) == e) for e in epochs]
+        top = ax.secondary_xaxis("top")
+        top.set_xticks(starts, [str(e + 1) for e in epochs])
+        top.set_xlabel("epoch")
+    ax.legend()
+    return fig
+
+
+def write_loss_plot(loss_jsonl, output="loss.png", title: str = "training loss") -> Path:
+    """``logs/loss.jsonl`` of a training run -> a PNG of :func:`loss_figure`."""
+    import json
+
+    path = Path(loss_jsonl)
+    if not path.is_file():
+        raise InputError(f"no loss log at {path}: give the logs/loss.jsonl of a training run")
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return _save_figure(loss_figure(records, title), output)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # 5. What the sub-commands run (sd_course/cli.py only forwards its arguments here)
 # ----------------------------------------------------------------------------------------------------------------

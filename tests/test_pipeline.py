@@ -452,7 +452,7 @@ def test_default_model_path(monkeypatch, tmp_path, ddpm_folder):
     import sd_course.pipeline as pipeline_module
 
     monkeypatch.delenv("SD_COURSE_PRETRAINED", raising=False)
-    monkeypatch.setattr(pipeline_module, "SHIPPED_MODEL", tmp_path / "pipelines" / "ddpm-mnist")
+    monkeypatch.setattr(pipeline_module, "SHIPPED_MODEL", "pipelines/no-such-model")
     with pytest.raises(InputError, match="no --model given.*pass --model"):
         default_model_path()
     monkeypatch.setenv("SD_COURSE_PRETRAINED", str(tmp_path))

@@ -1,0 +1,92 @@
+"""`sd-course export`: a trained run -> a clean pipeline folder with logs, plots and a rendered model card."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import tiny_run_args
+
+from sd_course.cli import main as cli_main
+from sd_course.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny 28x28 run (so that the MNIST metrics apply) with EMA, two epochs and their snapshots, its logs and a
+    metrics JSON."""
+    from sd_course import metrics, training
+
+    run = tmp_path_factory.mktemp("card") / "run"
+    training.main(tiny_run_args(run, resolution=28, max_train_samples=32, max_train_steps=4, use_ema=True,
+                                save_model_epochs=1))  # 2 steps per epoch: snapshots epoch-0001/, epoch-0002/
+    metrics.evaluate(model=str(run), reference="builtin:mnist-2k:train", num_reference=200, num_samples=20,
+                     scheduler="ddim", num_inference_steps=2, output_json=str(run / "metrics.json"),
+                     show_progress=False, print_table=False)
+    return run
+
+
+def test_export_writes_a_loadable_pipeline_with_card(trained_run, tmp_path):
+    from diffusers import DiffusionPipeline
+    from huggingface_hub import ModelCard
+
+    out = tmp_path / "pipelines" / "ddpm-tiny"
+    code = cli_main(["export", str(trained_run), "--output", str(out), "--metrics", str(trained_run / "metrics.json"),
+                     "--dataset_id", "ylecun/mnist", "--license", "cc-by-sa-3.0", "--num_grid", "4",
+                     "--scheduler", "ddim", "--num_inference_steps", "2"])
+    assert code == 0
+    for name in ("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                 "scheduler/scheduler_config.json", "loss.jsonl", "loss.png", "samples.png", "README.md",
+                 "metrics.json", "training_config.json", "train_summary.json"):
+        assert (out / name).is_file(), name
+    assert not list(out.parent.glob(".*export*")), "staging folders must be gone"
+    assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pkl")), "weights only as safetensors"
+
+    card = ModelCard.load(out / "README.md")
+    data = card.data.to_dict()
+    assert data["library_name"] == "diffusers"
+    assert data["pipeline_tag"] == "unconditional-image-generation"
+    assert data["license"] == "cc-by-sa-3.0" and data["datasets"] == ["ylecun/mnist"]
+    assert "diffusers" in data["tags"]
+    fid = json.loads((trained_run / "metrics.json").read_text())["fid_mnist_classifier"]
+    result = data["model-index"][0]["results"][0]
+    assert result["metrics"][0]["type"] == "fid" and result["metrics"][0]["value"] == pytest.approx(fid, rel=1e-3)
+    summary = json.loads((trained_run / "train_summary.json").read_text())
+    text = card.text
+    assert f"{summary['global_step']} optimisation steps" in text
+    assert "`fid_mnist_classifier`" in text and "20 samples" in text
+    assert summary["hardware"] in text and "{{" not in text  # every template field was filled
+    assert DiffusionPipeline.from_pretrained(str(out)).unet.config.sample_size == 28
+
+
+def test_export_refuses_bad_input_and_keeps_a_good_folder(trained_run, tmp_path):
+    from sd_course.model_card import export_pipeline
+
+    out = export_pipeline(trained_run, tmp_path / "good", num_grid=2, scheduler="ddim", num_inference_steps=2,
+                          show_progress=False)
+    before = (out / "README.md").read_bytes()
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(InputError, match="could not read metrics.*sd-course evaluate --output_json"):
+        export_pipeline(trained_run, out, metrics_json=tmp_path / "broken.json", num_grid=2)
+    with pytest.raises(InputError, match="not a trained pipeline folder"):
+        export_pipeline(tmp_path / "nothing-here", tmp_path / "other")
+    with pytest.raises(InputError, match="unknown scheduler"):
+        export_pipeline(trained_run, out, scheduler="no-such-sampler", num_grid=2)
+    assert (out / "README.md").read_bytes() == before and (out / "model_index.json").is_file()
+    assert not list(tmp_path.glob(".*export*"))
+
+
+def test_export_of_a_snapshot_reads_the_run_up_to_its_epoch(trained_run, tmp_path):
+    from huggingface_hub import ModelCard
+
+    from sd_course.model_card import export_pipeline
+
+    out = export_pipeline(trained_run / "epoch-0001", tmp_path / "epoch1", num_grid=2, scheduler="ddim",
+                          num_inference_steps=2, show_progress=False)
+    losses = [json.loads(line) for line in (out / "loss.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in losses] == [1, 2]  # epoch 1 of the run: its first two steps only
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert (summary["epochs"], summary["global_step"], summary["snapshot_of_run_epochs"]) == (1, 2, 2)
+    assert json.loads((out / "training_config.json").read_text())["max_train_steps"] == 4
+    text = ModelCard.load(out / "README.md").text
+    assert "the snapshot after epoch 1 of a 2-epoch run" in text and "2 optimisation steps" in text
