@@ -245,14 +245,19 @@ def card_data(name: str, dataset_id: str | None, license: str, metrics: dict | N
     )
 
 
+def find_template(template: str | Path | None = None) -> Path:
+    """``template``, or the shipped ``model_cards/ddpm-unconditional.md``; InputError if it is not a file."""
+    path = Path(template) if template else find_shipped(TEMPLATE)
+    if path is None or not path.is_file():
+        raise InputError(f"model card template {template or TEMPLATE} not found; pass --template PATH")
+    return path
+
+
 def render_card(facts: dict, data, name: str, summary: str, limitations: str, template: str | Path | None = None):
     from huggingface_hub import ModelCard
 
-    template_path = Path(template) if template else find_shipped(TEMPLATE)
-    if template_path is None or not Path(template_path).is_file():
-        raise InputError(f"model card template {template or TEMPLATE} not found; pass --template PATH")
-    return ModelCard.from_template(data, template_path=str(template_path), model_name=name, summary=summary,
-                                   limitations=limitations, **facts)
+    return ModelCard.from_template(data, template_path=str(find_template(template)), model_name=name,
+                                   summary=summary, limitations=limitations, **facts)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -278,7 +283,8 @@ def export_pipeline(run_dir: str | Path, output: str | Path, metrics_json: str |
     metrics = _read_json(Path(metrics_json), "metrics") if metrics_json else None
     if num_grid <= 0 or num_inference_steps <= 0:
         raise InputError("--num_grid and --num_inference_steps must be positive")
-    resolve_scheduler_name(scheduler)  # an unknown name fails here, before any copying
+    resolve_scheduler_name(scheduler)  # an unknown name or a missing template fails here, before any copying
+    template = find_template(template)
     name = name or output.name
     staging, old = output.parent / f".{output.name}.export-new", output.parent / f".{output.name}.export-old"
     _recover(output, old)

@@ -281,8 +281,8 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
         logger.setLevel(logging.WARNING)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if use_cpu and accelerator.num_processes == 1 and torch.get_num_threads() < cores:
-        # `accelerate launch` sets OMP_NUM_THREADS=1 for a CPU run unless told otherwise: on 2 cores that makes
-        # training ~1.7x slower (benchmarks/README.md).
+        # `accelerate launch` sets OMP_NUM_THREADS=1 for a CPU run unless told otherwise: on 2 cores that halves
+        # the speed of a training step (0.52x, benchmarks/README.md).
         logger.warning(f"training on {torch.get_num_threads()} of {cores} CPU cores (OMP_NUM_THREADS="
                        f"{os.environ.get('OMP_NUM_THREADS')}); for full speed launch with "
                        f"`accelerate launch --num_cpu_threads_per_process {cores} ...` or set OMP_NUM_THREADS={cores}")

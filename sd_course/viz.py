@@ -276,7 +276,9 @@ def loss_figure(records: list[dict], title: str = "training loss", window: int |
         raise InputError("the loss log is empty: train at least one step first")
     steps = torch.tensor([float(r["step"]) for r in records])
     loss = torch.tensor([float(r["loss"]) for r in records])
-    window = max(1, min(window or 100, len(records) // 20 if window is None else len(records)))
+    if window is None:
+        window = min(100, len(records) // 20)
+    window = max(1, min(window, len(records)))
     total = torch.cat([torch.zeros(1), loss.double().cumsum(0)])
     index = torch.arange(1, len(loss) + 1)
     start = (index - window).clamp(min=0)

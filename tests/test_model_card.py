@@ -72,6 +72,13 @@ def test_export_refuses_bad_input_and_keeps_a_good_folder(trained_run, tmp_path)
         export_pipeline(tmp_path / "nothing-here", tmp_path / "other")
     with pytest.raises(InputError, match="unknown scheduler"):
         export_pipeline(trained_run, out, scheduler="no-such-sampler", num_grid=2)
+    with pytest.raises(InputError, match="must be positive"):
+        export_pipeline(trained_run, out, num_grid=0)
+    with pytest.raises(InputError, match="must differ from the run folder"):
+        export_pipeline(trained_run, trained_run)
+    with pytest.raises(InputError, match="template .* not found; pass --template"):
+        export_pipeline(trained_run, out, template=tmp_path / "no-template.md", num_grid=2, scheduler="ddim",
+                        num_inference_steps=2, show_progress=False)
     assert (out / "README.md").read_bytes() == before and (out / "model_index.json").is_file()
     assert not list(tmp_path.glob(".*export*"))
 

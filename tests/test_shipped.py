@@ -59,9 +59,8 @@ def test_sample_without_model_from_an_installed_wheel(tmp_path):
     wheels = tmp_path / "wheels"
     # Build with this environment's setuptools when it is recent enough (no download); else pip fetches the
     # build requirements of pyproject.toml from the package index.
-    isolation = [] if _setuptools_at_least(70, 1) else ["--use-pep517"]
-    no_isolation = ["--no-build-isolation"] if not isolation else []
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *no_isolation, *isolation, "-q",
+    no_isolation = ["--no-build-isolation"] if _setuptools_at_least(70, 1) else []
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *no_isolation, "-q",
                             "-w", str(wheels), str(REPO)], capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next(wheels.glob("sd_course-*.whl"))
