@@ -33,7 +33,8 @@ from pathlib import Path
 import torch
 
 from sd_course import metrics
-from sd_course.training import TrainConfig, train
+from sd_course.diffusion import DiffusionConfig as TrainConfig
+from sd_course.training import train
 
 RECIPES = {
     # diffusers' example defaults: --train_batch_size 16 --learning_rate 1e-4 --lr_warmup_steps 500 --ema_max_decay 0.9999

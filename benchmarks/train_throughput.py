@@ -29,7 +29,8 @@ import torch.nn.functional as F
 
 from sd_course.data import BUILTIN_DATASETS
 from sd_course.models import build_unet, count_parameters
-from sd_course.training import TrainConfig, train
+from sd_course.diffusion import DiffusionConfig as TrainConfig
+from sd_course.training import train
 
 
 def measure_ours(precision: str, steps: int, batch_size: int, preset: str) -> dict:

@@ -18,6 +18,8 @@ A: A fixed recipe that turns an image into noise in T small steps, ``q(x_t | x_{
    sqrt(1 - abar_t) eps`` with ``eps ~ N(0, I)`` and ``abar_t = prod_{s<=t}(1 - beta_s)`` (Ho et al. 2020, eq. 4).
    Nothing is learned here; training just draws (x_0, t, eps), builds x_t this way and asks the network for eps.
    ``sd-course forward --timesteps 0,50,100,250,500,999 --output forward.png`` shows it on a real digit.
+Cmd: sd-course forward --timesteps 0,50,100,250,500,750,999 --output forward.png
+Fig: forward.png
 
 Q: What is the reverse process, and why can a network learn it?
 A: Sampling runs the chain backwards: start from x_T ~ N(0, I) and repeatedly draw x_{t-1} from
@@ -28,6 +30,8 @@ A: Sampling runs the chain backwards: start from x_T ~ N(0, I) and repeatedly dr
    ``|| eps - eps_theta(x_t, t) ||^2`` makes eps_theta the conditional mean ``E[eps | x_t]`` (a least-squares fit
    learns the conditional mean), which is the same quantity: ``E[eps | x_t] = -sqrt(1 - abar_t) grad log p_t(x_t)``.
    So the network learns the score, and every sampler only needs the score.
+Cmd: sd-course trajectory --model analytic:mnist --scheduler ddim --num_images 3 --output_dir figures/
+Fig: figures/trajectory.png
 
 Q: What is the best possible denoiser, and what does it look like for Gaussian-mixture data?
 A: The one that minimises the expected squared error, i.e. the posterior mean (the Bayes-optimal estimate under
@@ -37,12 +41,16 @@ A: The one that minimises the expected squared error, i.e. the posterior mean (t
        ``eps*(x_t, t) = sqrt(1 - abar) (x_t - sqrt(abar) mu) / (abar s^2 + 1 - abar)``.
    For a mixture ``sum_k pi_k N(mu_k, s_k^2 I)`` it is the same per component, averaged with the posterior weights
    ``r_k(x_t) ~ pi_k N(x_t; sqrt(abar) mu_k, (abar s_k^2 + 1 - abar) I)`` ("which component did x_t come from?").
+Cmd: sd-course sample --model analytic:two-gaussians --scheduler dpm++ --num_images 16 --output two_gaussians.png
+Fig: two_gaussians.png
 
 Q: Why does the predicted x_0 look like a blurry average early in sampling, and sharp at the end?
 A: Because it *is* an average: ``E[x_0 | x_t]`` averages every clean image consistent with x_t. At high noise many
    digits are consistent (r_k spread out: a blur of all of them); as t falls the posterior weights concentrate on one
    component and the average becomes one sharp image. ``sd-course trajectory`` shows the predicted x_0 row doing
    exactly this.
+Cmd: sd-course trajectory --model analytic:mnist --scheduler ddim --num_images 3 --output_dir figures/
+Fig: figures/trajectory.png
 
 Q: If the optimal denoiser is known, why train a network at all?
 A: Only for a *known* distribution. The optimum for the *training set* (a mixture of deltas at the N training images,
@@ -50,6 +58,8 @@ A: Only for a *known* distribution. The optimum for the *training set* (a mixtur
    ``sd-course sample --model analytic:mnist`` is that memorising model for 16 digits (with a small s). A trained
    network generalises because it *cannot* fit this optimum: its smooth inductive bias (convolutions, limited
    capacity, early stopping) yields new digits instead of copies (Kadkhodaie et al. 2024).
+Cmd: sd-course sample --model analytic:mnist --num_images 16 --output memorised.png
+Fig: memorised.png
 """
 
 from __future__ import annotations

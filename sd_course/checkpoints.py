@@ -4,7 +4,8 @@ The rule: write somewhere else, then *rename* into place. A rename within one fi
 (a kill, a full disk, a power cut) leaves either the old good version or the new good version, never a mix.
 
     output_dir/
-        model_index.json, unet/, scheduler/   the final pipeline (loadable with DiffusionPipeline.from_pretrained)
+        model_index.json, unet/, scheduler/   the final pipeline (loadable with DiffusionPipeline.from_pretrained),
+                                              or config.json + weights for a single model (an AutoencoderKL)
         epoch-0001/ ...                       pipeline snapshots (--save_model_epochs)
         checkpoint-500/ ...                   accelerate states to resume from (--checkpointing_steps)
         samples/epoch-0001.png ...            sample grids (--save_images_epochs)
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from sd_course.errors import InputError
 
-PIPELINE_ENTRIES = ("unet", "scheduler", "README.md", "model_index.json")  # model_index.json last: it makes a pipeline
+KEY_FILES = ("config.json", "model_index.json")  # what makes a folder loadable: moved in last, out first
 STAGING, BACKUP, COMPLETE = ".pipeline-new", ".pipeline-old", ".complete"
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 REQUIRED_CHECKPOINT_FILES = ("model.safetensors", "optimizer.bin", "scheduler.bin", "training_state.json")
@@ -66,15 +67,21 @@ def save_pipeline(pipeline, target: str | Path, card: str | None = None) -> Path
     return target
 
 
+def _staged_entries(staging: Path) -> list[str]:
+    """What a save wrote (``unet/``, ``vae/``, ``config.json``, ...), the files that make it loadable last."""
+    names = sorted(p.name for p in staging.iterdir() if p.name != COMPLETE)
+    return sorted(names, key=lambda name: name in KEY_FILES)
+
+
 def _swap_in(target: Path) -> None:
     staging, backup = target / STAGING, target / BACKUP
     backup.mkdir(exist_ok=True)
-    for name in reversed(PIPELINE_ENTRIES):  # model_index.json leaves first
-        if (target / name).exists() and (staging / name).exists():
+    entries = _staged_entries(staging)
+    for name in reversed(entries):  # model_index.json / config.json leave first
+        if (target / name).exists():
             os.replace(target / name, backup / name)
-    for name in PIPELINE_ENTRIES:  # ... and comes back last
-        if (staging / name).exists():
-            os.replace(staging / name, target / name)
+    for name in entries:  # ... and come back last
+        os.replace(staging / name, target / name)
     shutil.rmtree(backup)
     shutil.rmtree(staging)
 

@@ -9,6 +9,13 @@
     sd-course compare    runs/a runs/b --num_samples 500
     sd-course export     runs/mnist --output pipelines/ddpm-mnist --metrics runs/mnist/metrics.json
     sd-course inversion  --output_dir figures/inversion
+    sd-course latents    --vae pipelines/mini-sd-mnist/vae --output_dir figures/latents/
+    sd-course inpaint    --model pipelines/ddpm-mnist --image digit.png --mask mask.png --output filled.png
+    sd-course questions  --check            (or --write: regenerate docs/questions.md)
+    sd-course handout    --output_dir handout/
+    sd-course derivations --output derivations.docx
+    sd-course push       pipelines/ddpm-mnist --repo_id YOUR_NAME/ddpm-mnist
+    sd-course demo       --port 7860
 
 Each sub-command is declared by one ``_add_<name>`` function below: its arguments, then the function it calls.
 Modules are imported inside the handlers so that ``sd-course --help`` stays fast.
@@ -61,12 +68,27 @@ def _add_sample(sub):
     p.add_argument("--eta", type=float, default=None, help="DDIM only: 0 deterministic, 1 DDPM-like noise")
     p.add_argument("--output", default=None, help="grid PNG (default samples.png unless --output_dir is given)")
     p.add_argument("--output_dir", default=None, help="also write one PNG per image here (00000.png, ...)")
+    t2i = p.add_argument_group("text-to-image models (a StableDiffusionPipeline folder, e.g. pipelines/mini-sd-mnist)")
+    t2i.add_argument("--prompt", default=None, help='what to draw, e.g. "a handwritten seven" or "3"')
+    t2i.add_argument("--negative_prompt", default=None, help="what to steer away from (replaces the empty prompt)")
+    t2i.add_argument("--guidance_scale", type=float, default=4.0, help="classifier-free guidance, >= 1 (1: none)")
+    t2i.add_argument("--height", type=int, default=None, help="default: the model's own size")
+    t2i.add_argument("--width", type=int, default=None, help="default: the model's own size")
 
     def run(args):
+        from sd_course.text_to_image import is_text_to_image, write_prompt_samples
         from sd_course.viz import write_samples
 
-        written = write_samples(args.model, args.scheduler, args.num_inference_steps, args.num_images,
-                                args.batch_size, args.seed, args.eta, args.output, args.output_dir)
+        if args.model is not None and is_text_to_image(args.model):
+            written = write_prompt_samples(args.model, args.prompt, args.negative_prompt, args.guidance_scale,
+                                           args.scheduler, args.num_inference_steps, args.num_images, args.batch_size,
+                                           args.seed, args.height, args.width, args.output, args.output_dir)
+        elif args.prompt is not None or args.negative_prompt is not None:
+            raise InputError(f"--prompt is for text-to-image models, and {args.model or 'the default model'} is "
+                             "unconditional: drop --prompt, or pass --model pipelines/mini-sd-mnist")
+        else:
+            written = write_samples(args.model, args.scheduler, args.num_inference_steps, args.num_images,
+                                    args.batch_size, args.seed, args.eta, args.output, args.output_dir)
         if "grid" in written:
             print(f"wrote {written['grid']}")
         if "images" in written:
@@ -159,6 +181,9 @@ def _add_evaluate(sub):
                    help="also compute standard Inception FID (needs torchmetrics[image] and the weights)")
     p.add_argument("--inception_weights", default=None, help="local FID Inception weights (implies --inception_fid)")
     p.add_argument("--output_json", default=None, help="write all numbers and their provenance here")
+    p.add_argument("--guidance_scale", type=float, default=4.0,
+                   help="text-to-image models: classifier-free guidance (each digit is asked for in turn and the "
+                        "share the classifier reads as that digit is reported: prompt accuracy)")
 
     def run(args):
         from sd_course import metrics
@@ -169,7 +194,7 @@ def _add_evaluate(sub):
             batch_size=args.batch_size, num_reference=args.num_reference, kid_subset_size=args.kid_subset_size,
             kid_subsets=args.kid_subsets, nearest_k=args.nearest_k, classifier=args.classifier,
             inception_fid_=args.inception_fid, inception_weights=args.inception_weights,
-            output_json=args.output_json,
+            output_json=args.output_json, guidance_scale=args.guidance_scale,
         )
 
     p.set_defaults(func=run)
@@ -265,6 +290,164 @@ def _add_inversion(sub):
     p.set_defaults(func=run)
 
 
+def _add_latents(sub):
+    p = sub.add_parser("latents", help="the latent-space lesson: VAE channels, interpolation, DDIM inversion",
+                       description="Figures and numbers of docs/latent_space.md: digits -> 4 latent channels -> "
+                                   "reconstruction, pixel vs latent interpolation, DDIM inversion and noise slerp.")
+    p.add_argument("--vae", default=None, help="an AutoencoderKL folder (training/train_vae.py) or a text-to-image "
+                                               "pipeline folder (default: the shipped pipelines/mini-sd-mnist)")
+    p.add_argument("--model", default=None, help="a pixel pipeline for the DDIM part (default: pipelines/ddpm-mnist; "
+                                                 "'none' skips it)")
+    p.add_argument("--dataset", default="builtin:mnist-2k:train", help="digits: NAME_OR_PATH[:split]")
+    p.add_argument("--num_digits", type=int, default=6, help="digits in the figures")
+    p.add_argument("--num_eval", type=int, default=1000, help="digits for the reconstruction numbers")
+    p.add_argument("--num_inference_steps", type=int, default=50, help="DDIM steps of inversion and generation")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output_dir", default="figures/latents")
+
+    def run(args):
+        from sd_course.latents import write_latent_lesson
+
+        numbers = write_latent_lesson(args.vae, args.model, args.output_dir, args.dataset, args.num_digits,
+                                      args.num_eval, args.num_inference_steps, args.seed)
+        rec = numbers["reconstruction"]
+        print(f"{numbers['pixels_per_image']} pixels -> {numbers['latent_numbers_per_image']} latent numbers "
+              f"({numbers['compression']:.2f}x); reconstruction MSE {rec['mse']:.5f}, PSNR {rec['psnr_db']:.1f} dB; "
+              f"scaled latent std {numbers['latents']['scaled']['std']:.3f}")
+        if "ddim_inversion" in numbers:
+            inv = numbers["ddim_inversion"]
+            print(f"DDIM inversion ({inv['steps']} steps) and back: MSE {inv['mse']:.5f}, PSNR {inv['psnr_db']:.1f} dB")
+        print(f"wrote {args.output_dir}/: channels.png interpolation.png"
+              + (" ddim_inversion.png noise_path.png" if "ddim_inversion" in numbers else "") + " latents.json")
+
+    p.set_defaults(func=run)
+
+
+def _add_inpaint(sub):
+    p = sub.add_parser("inpaint", help="fill the white part of a mask in a real image (RePaint with the pixel model)")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
+    p.add_argument("--image", required=True, help="the image to complete, a PNG of the model's size (digits: 28x28 L)")
+    p.add_argument("--mask", required=True, help="a black-and-white PNG of the same size, white = the part to fill; "
+                   "or one of lower_half, upper_half, left_half, right_half, center")
+    p.add_argument("--output", default="inpainted.png", help="the filled image (a row of fills if --num_images > 1)")
+    p.add_argument("--scheduler", default="ddpm", help="ddpm (default) or ddim: inpainting needs a stateless step")
+    p.add_argument("--num_inference_steps", type=int, default=None, help="denoising steps (default 100)")
+    p.add_argument("--num_images", type=int, default=1, help="fills to make, seeds --seed, --seed + 1, ...")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resample", type=int, default=1,
+                   help="RePaint resampling: repeat each step this many times, going back up one step in between")
+    p.add_argument("--figure", default=None, help="also write original | mask | input | fills as one PNG")
+
+    def run(args):
+        from sd_course.viz import write_inpainting
+
+        written = write_inpainting(args.model, args.image, args.mask, args.output, args.scheduler,
+                                   args.num_inference_steps, args.num_images, args.seed, args.resample, args.figure)
+        for path in written.values():
+            print(f"wrote {path}")
+
+    p.set_defaults(func=run)
+
+
+def _add_push(sub):
+    p = sub.add_parser("push", help="upload a pipeline or model folder to the Hugging Face Hub (checked, with a card)",
+                       description="Check that the folder loads, render a model card README.md when it has none, "
+                                   "then create the repo (if missing) and upload the folder in one commit, without "
+                                   "checkpoints, snapshots and logs. Log in first with `hf auth login` (or set "
+                                   "HF_TOKEN). The local folder is never modified.")
+    p.add_argument("folder", help="a pipeline folder (model_index.json) or a model folder (config.json), e.g. "
+                                  "pipelines/ddpm-mnist or a training run's --output_dir")
+    p.add_argument("--repo_id", default=None, help="NAMESPACE/NAME on the Hub (default: the folder's name in your "
+                                                   "namespace)")
+    p.add_argument("--private", action="store_true", help="create the repository private (if it does not exist)")
+    p.add_argument("--commit_message", default=None, help="default: 'Upload FOLDER with sd_course'")
+    p.add_argument("--token", default=None, help="a Hub token (visible to other users and kept in your shell "
+                                                 "history: prefer `hf auth login` or HF_TOKEN)")
+
+    def run(args):
+        from sd_course.hub import push_folder
+
+        print(f"pushed {args.folder} to " + push_folder(args.folder, args.repo_id, private=args.private,
+                                                        commit_message=args.commit_message, token=args.token))
+
+    p.set_defaults(func=run)
+
+
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="the Gradio demo in your browser: sample, denoising, forward process",
+                       description="Start the Gradio app (pip install 'sd_course[demo]') on this machine, or write it "
+                                   "out as a Hugging Face Space folder with --write_space.")
+    p.add_argument("--model", action="append", default=None,
+                   help="a pipeline folder or Hub id to offer (repeatable; default: the shipped pipelines)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to share on your network)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--write_space", default=None, metavar="DIR",
+                   help="write app.py, requirements.txt and README.md of a Hugging Face Space to DIR and exit")
+
+    def run(args):
+        from sd_course import demo
+
+        if args.write_space:
+            print(f"wrote the Space to {demo.write_space(args.write_space, args.model)}")
+            return
+        demo.launch(models=args.model, host=args.host, port=args.port)
+
+    p.set_defaults(func=run)
+
+
+def _add_questions(sub):
+    p = sub.add_parser("questions", help="the lab's questions, where each is answered; check or regenerate the index")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--check", action="store_true",
+                       help="fail unless docs/questions.md and docs/derivations.md agree with the code")
+    group.add_argument("--write", action="store_true",
+                       help="regenerate docs/questions.md and the code references of docs/derivations.md")
+
+    def run(args):
+        from sd_course import course
+
+        if not (args.check or args.write):
+            print(course.format_questions(course.find_questions()[0]))
+            return
+        problems = course.check_or_write(write=args.write)
+        if problems:
+            raise InputError(f"{len(problems)} problem(s):\n" + "\n".join(problems))
+        print(f"{course.QUESTIONS_MD} and {course.DERIVATIONS_MD} " + ("written" if args.write else "agree with the code"))
+
+    p.set_defaults(func=run)
+
+
+def _add_handout(sub):
+    p = sub.add_parser("handout", help="copy the project with every answer removed (the students' version)")
+    p.add_argument("--output_dir", required=True, help="an empty folder (or --overwrite)")
+    p.add_argument("--no_pipelines", action="store_true",
+                   help="leave out the shipped pretrained pipelines (31 MB); the handout still installs")
+    p.add_argument("--overwrite", action="store_true", help="replace the contents of --output_dir")
+
+    def run(args):
+        from sd_course.course import write_handout
+
+        summary = write_handout(args.output_dir, pipelines=not args.no_pipelines, overwrite=args.overwrite)
+        print(f"wrote the handout to {summary['output_dir']}: {summary['files']} files, "
+              f"{summary['answers_removed']} answers removed, left out: {', '.join(summary['docs_left_out'])}"
+              + ("" if summary["pipelines"] else ", pipelines/"))
+
+    p.set_defaults(func=run)
+
+
+def _add_derivations(sub):
+    p = sub.add_parser("derivations", help="docs/derivations.md as a Word document with real equations (pandoc)")
+    p.add_argument("--output", default="derivations.docx", help="the .docx to write")
+    p.add_argument("--source", default=None, help="the markdown source (default docs/derivations.md)")
+
+    def run(args):
+        from sd_course.course import build_derivations
+
+        print(f"wrote {build_derivations(args.output, args.source)['output']}")
+
+    p.set_defaults(func=run)
+
+
 def _not_yet(name):
     def run(args):
         raise InputError(f"'sd-course {name}' is not implemented yet in this version of sd_course.")
@@ -282,6 +465,13 @@ COMMANDS = [
     _add_compare,
     _add_export,
     _add_inversion,
+    _add_latents,
+    _add_inpaint,
+    _add_questions,
+    _add_handout,
+    _add_derivations,
+    _add_push,
+    _add_demo,
 ]
 
 

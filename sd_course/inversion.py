@@ -33,6 +33,8 @@ A: Inside the training range, well, if it trains at all. The 1-3-3-1 ReLU net le
    we report mean *and* spread, median and failures.
    Wider nets fix both: 1-32-32-1 ReLU 9.2e-6 +- 3.6e-6, tanh 3.1e-5 +- 5.1e-6, every seed (a wide ReLU net
    also ends with 24-30 of its 64 units dead, but has plenty left).
+Cmd: sd-course inversion --output_dir figures/inversion
+Fig: figures/inversion/inverse_fit.png
 
 Q: What happens outside [-1, 1] (and outside the training range)?
 A: Between 0.84 and 1 arcsin still exists, but it steepens (slope 1/sqrt(1 - y^2) -> infinity at y = 1) and the
@@ -43,6 +45,8 @@ A: Between 0.84 and 1 arcsin still exists, but it steepens (slope 1/sqrt(1 - y^2
    takes. Near the data both behave alike; far out they differ by construction: a ReLU net is piecewise linear,
    so past its last kink it is a straight line (at |y| = 10 the slope is still 0.60x the slope at the data's edge,
    |f| ~ 8.7); every tanh unit saturates, so a tanh net goes flat (slope ratio 0.002, |f| ~ 2.4).
+Cmd: sd-course inversion --output_dir figures/inversion
+Fig: figures/inversion/extrapolation.png
 
 Q: What does this imply for inverting more complex functions?
 A: A network learns an inverse only where it saw data, only as well as its capacity (and its luck with the
@@ -51,6 +55,8 @@ A: A network learns an inverse only where it saw data, only as well as its capac
    [-pi, pi] it is the constant pi/2 for every y > 0 (measured: MSE 1.2e-3 against E[x | y], 1.0 against arcsin),
    and sin(pi/2) = 1, not y. Complex forward maps (blurring, downsampling, projecting, adding noise) lose
    information and are many-to-one, so a one-shot MSE regression returns the blurry average.
+Cmd: sd-course inversion --output_dir figures/inversion
+Fig: figures/inversion/noninvertible.png
 
 Q: How does function inversion relate to diffusion models?
 A: The forward process x_0 -> x_t (add Gaussian noise) is the function to invert, and it is many-to-one in the
@@ -59,6 +65,8 @@ A: The forward process x_0 -> x_t (add Gaussian noise) is the function to invert
    as the answer in one shot; they invert the noise in many small steps, where each step's posterior
    p(x_{t-1} | x_t) is narrow and nearly Gaussian (almost one-to-one, like arcsin on [-1, 1]), and they sample
    rather than average at each step, so they end on one sharp image instead of the mean of all of them.
+Cmd: sd-course inversion --output_dir figures/inversion
+Fig: figures/inversion/noninvertible.png
 """
 
 from __future__ import annotations
@@ -735,6 +743,7 @@ def write_report(metrics: dict, path: Path):
             f"{_pm(s['abs_prediction_at_pm10'], '.1f')} |"
         )
     nl = "\n"
+    # handout: replace with: text = "# Part 1\n\nYour answers to the four questions; the numbers are in metrics.json.\n"
     text = f"""# Part 1: can an MLP learn x = arcsin(y)?
 
 Produced by `sd_course.inversion` in {metrics['runtime_s']:.1f} s. Settings: {cfg['num_samples']} samples
@@ -801,6 +810,7 @@ invert the noise in one shot; they take many small steps, each undoing a little 
 of x_(t-1) given x_t is narrow and close to Gaussian (close to invertible, like arcsin on [-1, 1]), and they
 sample at each step instead of taking the average, so they end on one sharp image.
 """
+    # handout: end
     path.write_text(text)
 
 

@@ -21,6 +21,8 @@ A: The forward process adds a little noise per step, ``q(x_t | x_{t-1}) = N(sqrt
    ``log SNR_t = log(abar_t / (1 - abar_t))``, which is the most telling axis: a schedule is a way of spending the
    T steps over the log-SNR range, and the steps spent where log-SNR is far above +5 (nothing visible happens) or far
    below -5 (nothing is left to destroy) are wasted on training.
+Cmd: sd-course schedules --output schedules.png
+Fig: schedules.png
 
 Q: Linear, scaled_linear, squaredcos_cap_v2 (cosine), sigmoid: how do they differ?
 A: * ``linear`` (Ho et al. 2020): beta from 1e-4 to 0.02. At 28x28 or 32x32 it destroys the image early: abar_t is
@@ -33,6 +35,9 @@ A: * ``linear`` (Ho et al. 2020): beta from 1e-4 to 0.02. At 28x28 or 32x32 it d
      ``sd-course schedules``, beta grows more slowly: abar_t stays above 0.05 until t = 727 and ends at
      abar_T = 7e-4 (log-SNR -7.2, sigma_T = 37), so pixel images are never quite pure noise at t = T.
    * ``sigmoid`` (GeoDiff, Xu et al. 2022): beta follows a sigmoid from beta_start to beta_end; flat at both ends.
+Cmd: sd-course schedules --output schedules.png
+Cmd: sd-course forward --beta_schedule squaredcos_cap_v2 --output forward_cosine.png
+Fig: schedules.png
 
 Q: Why can a model trained with the DDPM schedule be sampled by Euler, Heun, DPM-Solver++ ...?
 A: Training teaches the network one thing: the noise (equivalently the score ``-eps / sqrt(1-abar_t)`` or the clean
@@ -41,6 +46,8 @@ A: Training teaches the network one thing: the noise (equivalently the score ``-
    numerical method: DDPM (ancestral, 1 call per step, needs ~1000 steps), DDIM (the ODE with a first-order
    exponential integrator, ~50 steps), Euler/Heun (first/second order on the ODE in the variance-exploding form,
    Karras et al. 2022), DPM-Solver(++)/UniPC/DEIS (higher-order exponential integrators, ~20-25 steps).
+Cmd: sd-course sample --scheduler heun --num_images 16 --output heun.png
+Fig: heun.png
 
 Q: Why do the "sigma" schedulers (Euler, Heun, LMS, KDPM2, EDM) start from noise with std ~ 157, not 1?
 A: They work in the variance-exploding parametrisation (Karras et al. 2022): ``x_ve = x_t / sqrt(abar_t)
@@ -54,6 +61,24 @@ A: DDIM (eta = 0), Euler, Heun, LMS, DPM-Solver++, UniPC, DEIS follow the ODE: t
    the same image, and the noise -> image map is smooth (interpolating noises interpolates images). DDPM, DDIM with
    eta = 1, Euler-ancestral, KDPM2-ancestral and DPM++ SDE add fresh noise at every step: often a little better
    with few steps on a poorly trained model (the noise corrects earlier errors), but only repeatable with a seed.
+Cmd: sd-course sample --scheduler euler-a --num_images 16 --seed 0 --output euler_a.png
+Fig: euler_a.png
+
+Q: What happens if we change the noise schedule?
+A: Two different things, depending on when. *In training*, t is drawn uniformly, so the schedule decides how many
+   training examples (and sampling steps) fall at each noise level. The linear schedule spends ~45% of its steps
+   at abar_t < 0.05 (t >= 542: almost pure noise for a 28x28 digit); cosine spreads them evenly in log-SNR and
+   ends at abar_T = 2e-9; scaled_linear with these betas ends at abar_T = 7e-4, so its "pure noise" at t = T still
+   holds a trace of the image that sampling, which starts from N(0, I), never reproduces.
+   ``sd-course forward --beta_schedule NAME`` shows what each leaves of a digit at each t. Which schedule gives the
+   best digits for the same training budget is an experiment (train the same U-Net with --ddpm_beta_schedule and
+   compare with ``sd-course compare``); its numbers are not measured yet. *In sampling*, a schedule other than the
+   one the model was trained with tells the network the wrong noise level for its input: Heun built with Stable
+   Diffusion's betas (the from_config trap of docs/sampling.md) starts from sigma_max 25 instead of the model's
+   157 and fails the 250-step exactness test. That is why every scheduler here is held to the model's schedule.
+Cmd: sd-course forward --beta_schedule squaredcos_cap_v2 --output forward_cosine.png
+Cmd: sd-course schedules --output schedules.png
+Fig: forward_cosine.png
 """
 
 from __future__ import annotations
@@ -213,15 +238,28 @@ def make_scheduler(name: str, config):
         ) from e
 
 
+def check_steps_value(num_inference_steps) -> int | None:
+    """None (the scheduler's usual count) or a whole number >= 1, else an InputError. Needs no model, so the
+    commands call it before loading one (the limit that depends on the model is :func:`check_num_inference_steps`)."""
+    if num_inference_steps is None:
+        return None
+    try:
+        whole = not isinstance(num_inference_steps, bool) and int(num_inference_steps) == num_inference_steps
+    except (TypeError, ValueError):
+        whole = False
+    if not whole:
+        raise InputError(f"--num_inference_steps must be a whole number, got {num_inference_steps!r}")
+    steps = int(num_inference_steps)
+    if steps <= 0:
+        raise InputError(f"--num_inference_steps must be at least 1, got {steps}; e.g. 25 for dpm++, 50 for ddim")
+    return steps
+
+
 def check_num_inference_steps(scheduler, num_inference_steps) -> int:
     """A positive step count that this scheduler can take with this model, else an InputError saying what can."""
     if num_inference_steps is None:
         return default_num_inference_steps(scheduler)
-    if isinstance(num_inference_steps, bool) or int(num_inference_steps) != num_inference_steps:
-        raise InputError(f"--num_inference_steps must be a whole number, got {num_inference_steps!r}")
-    steps = int(num_inference_steps)
-    if steps <= 0:
-        raise InputError(f"--num_inference_steps must be at least 1, got {steps}")
+    steps = check_steps_value(num_inference_steps)
     info = scheduler_info(scheduler)
     train_steps = int(scheduler.config.num_train_timesteps)
     rule = info.max_steps if info else "train"

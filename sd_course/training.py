@@ -1,33 +1,28 @@
-"""The training loop: teach a U-Net to predict the noise that was added to an image (Ho et al. 2020).
+"""The training loop: one accelerate loop for every model of the course, each *objective* plugged into it.
 
     accelerate launch training/train_unconditional.py --config training/configs/mnist.yaml --output_dir runs/mnist
+    accelerate launch training/train_vae.py --config training/configs/vae-mnist.yaml --output_dir runs/vae
+    accelerate launch training/train_text_to_image.py --config training/configs/mini-sd-mnist.yaml --output_dir runs/sd
     python training/train_unconditional.py --max_train_steps 200 --output_dir runs/quick     # no launcher needed
-    sd-course train --help                                                                    # every flag
 
-Algorithm 1 of Ho et al. 2020 (training), one optimisation step:
+What is the same for every model lives here, once: the config dataclass and its YAML + flags, seeds, the data order,
+AdamW with warm-up + cosine, gradient accumulation and clipping, bf16 autocast, EMA, checkpoints with exact resume,
+atomic saves, loss logs, sample grids and snapshots. What differs is an :class:`Objective`, written in the file of its
+concept; it says only what is its own:
 
-    x_0 ~ data,  t ~ Uniform{0, ..., T-1},  eps ~ N(0, I)
-    x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps            # the forward process q(x_t | x_0), in closed form
-    loss = || target - model(x_t, t) ||^2                    # target = eps | v | x_0  (--prediction_type)
+    sd_course/diffusion.py      pixel diffusion    batch = images;  loss = || eps - eps_theta(x_t, t) ||^2;  DDPMPipeline
+    sd_course/autoencoder.py    the VAE            batch = images;  loss = reconstruction + beta KL;          AutoencoderKL
+    sd_course/text_to_image.py  mini SD            batch = latents + labels -> captions; loss as diffusion;   StableDiffusionPipeline
 
-The flags are those of diffusers' ``examples/unconditional_image_generation/train_unconditional.py`` wherever the
-concept is the same, so commands carry over. A YAML ``--config`` supplies defaults; flags on the command line
-override it. The run is reproducible: the same ``--seed`` gives the same weights on a CPU, and a run that is killed
-and resumed from a checkpoint ends with exactly the weights of one that never stopped, because every random draw
-(shuffling, noise, timesteps, flips) is a function of (seed, epoch or step, process rank) and of nothing else.
-
-Q: What does the model actually learn?
-A: To undo one small piece of the forward process. With prediction_type "epsilon" the network guesses which noise
-   eps was mixed into x_t; since x_t and t are known, that is the same as guessing x_0 (Tweedie's formula:
-   E[x_0 | x_t] = (x_t - sqrt(1 - abar_t) E[eps | x_t]) / sqrt(abar_t)). Minimising the squared error makes the
-   network's output the *conditional mean* E[eps | x_t] - exactly the Part 1 lesson (sd_course/inversion.py): an
-   MSE-trained inverse of a many-to-one map predicts an average. Sampling then takes many small steps, each of which
-   is nearly one-to-one, instead of one blurry leap from noise to image.
+The run is reproducible: the same ``--seed`` gives the same weights on a CPU, and a run that is killed and resumed
+from a checkpoint ends with exactly the weights of one that never stopped, because every random draw (shuffling,
+noise, timesteps, flips, captions) is a function of (seed, epoch or step, process rank) and of nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import logging
@@ -41,7 +36,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 import yaml
 
 from sd_course.checkpoints import (
@@ -58,84 +52,89 @@ from sd_course.errors import InputError
 
 logger = logging.getLogger("sd_course.training")
 
-BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 LOGGERS = ("tensorboard", "none")
 
 
-def _opt(default, help, **kw):
+def option(default, help, **kw):
+    """A config field with its --help text (and ``choices``): the dataclass is the single source of the flags."""
     return field(default=default, metadata=dict(help=help, **kw))
 
 
 @dataclass
 class TrainConfig:
+    """The flags every objective shares. Objectives subclass it to add their own (diffusion.DiffusionConfig, ...)."""
+
     # --- data (sd_course/data.py) -------------------------------------------------------------------------------
-    dataset_name: Optional[str] = _opt(None, "Hub id, local parquet folder or save_to_disk folder "
-                                             "(default: the 2,000 MNIST digits shipped with the package)")
-    dataset_config_name: Optional[str] = _opt(None, "config name of a Hub dataset, if it has several")
-    train_data_dir: Optional[str] = _opt(None, "a folder of image files instead of --dataset_name")
-    split: str = _opt("train", "dataset split to train on")
-    image_column: Optional[str] = _opt(None, "column holding the images (default: 'image' or 'img')")
-    image_mode: Optional[str] = _opt(None, "force 'L' (1 channel) or 'RGB' (3); default: as the data is")
-    resolution: int = _opt(28, "images are resized (or padded) to resolution x resolution")
-    resize_mode: str = _opt("resize", "how other sizes are brought to --resolution", choices=("resize", "pad", "center_crop"))
-    random_flip: bool = _opt(False, "flip images left-right at random (off for digits)")
-    max_train_samples: Optional[int] = _opt(None, "use only the first N images (quick runs)")
-    cache_dir: Optional[str] = _opt(None, "where datasets caches downloads")
-    dataloader_num_workers: int = _opt(0, "DataLoader workers (0: the data is already decoded in memory)")
-    # --- model (sd_course/models.py) ----------------------------------------------------------------------------
-    model_config_name_or_path: str = _opt("mnist", "U-Net preset (mnist, cifar10, tiny) or a UNet2DModel config.json")
-    # --- noise schedule (diffusers.DDPMScheduler) ---------------------------------------------------------------
-    ddpm_num_steps: int = _opt(1000, "T, the number of diffusion steps")
-    ddpm_beta_schedule: str = _opt("linear", "beta_t schedule", choices=BETA_SCHEDULES)
-    prediction_type: str = _opt("epsilon", "what the U-Net predicts", choices=PREDICTION_TYPES)
-    ddpm_num_inference_steps: int = _opt(50, "DDIM steps for the sample grids saved during training")
+    dataset_name: Optional[str] = option(None, "Hub id, local parquet folder or save_to_disk folder "
+                                               "(default: the 2,000 MNIST digits shipped with the package)")
+    dataset_config_name: Optional[str] = option(None, "config name of a Hub dataset, if it has several")
+    train_data_dir: Optional[str] = option(None, "a folder of image files instead of --dataset_name")
+    split: str = option("train", "dataset split to train on")
+    image_column: Optional[str] = option(None, "column holding the images (default: 'image' or 'img')")
+    image_mode: Optional[str] = option(None, "force 'L' (1 channel) or 'RGB' (3); default: as the data is")
+    resolution: int = option(28, "images are resized (or padded) to resolution x resolution")
+    resize_mode: str = option("resize", "how other sizes are brought to --resolution",
+                              choices=("resize", "pad", "center_crop"))
+    random_flip: bool = option(False, "flip images left-right at random (off for digits)")
+    max_train_samples: Optional[int] = option(None, "use only the first N images (quick runs)")
+    cache_dir: Optional[str] = option(None, "where datasets caches downloads")
+    dataloader_num_workers: int = option(0, "DataLoader workers (0: the data is already decoded in memory)")
     # --- optimisation -------------------------------------------------------------------------------------------
-    train_batch_size: int = _opt(64, "images per process per step")
-    eval_batch_size: int = _opt(16, "images in each sample grid")
-    num_epochs: int = _opt(10, "passes over the data (ignored when --max_train_steps is set)")
-    max_train_steps: Optional[int] = _opt(None, "total optimisation steps (overrides --num_epochs)")
-    gradient_accumulation_steps: int = _opt(1, "micro-batches per optimisation step")
-    learning_rate: float = _opt(2e-4, "peak learning rate of AdamW")
-    lr_scheduler: str = _opt("cosine", "learning-rate schedule after warm-up", choices=LR_SCHEDULERS)
-    lr_warmup_steps: int = _opt(100, "linear warm-up steps")
-    adam_beta1: float = _opt(0.95, "AdamW beta1 (diffusers' example uses 0.95)")
-    adam_beta2: float = _opt(0.999, "AdamW beta2")
-    adam_weight_decay: float = _opt(1e-6, "AdamW weight decay")
-    adam_epsilon: float = _opt(1e-8, "AdamW epsilon")
-    max_grad_norm: float = _opt(1.0, "gradient clipping (L2 norm)")
-    mixed_precision: str = _opt("no", "autocast precision (bf16 is fast on recent CPUs)", choices=MIXED_PRECISION)
-    use_ema: bool = _opt(False, "keep an exponential moving average of the weights; the saved pipeline holds it")
-    ema_max_decay: float = _opt(0.9999, "upper bound of the EMA decay")
-    ema_inv_gamma: float = _opt(1.0, "EMA warm-up: decay = 1 - (1 + step / inv_gamma) ** -power")
-    ema_power: float = _opt(0.75, "EMA warm-up power (3/4: for runs of ~10k steps)")
-    seed: int = _opt(0, "seed of everything random")
+    train_batch_size: int = option(64, "images per process per step")
+    eval_batch_size: int = option(16, "images in each sample grid")
+    num_epochs: int = option(10, "passes over the data (ignored when --max_train_steps is set)")
+    max_train_steps: Optional[int] = option(None, "total optimisation steps (overrides --num_epochs)")
+    gradient_accumulation_steps: int = option(1, "micro-batches per optimisation step")
+    learning_rate: float = option(2e-4, "peak learning rate of AdamW")
+    lr_scheduler: str = option("cosine", "learning-rate schedule after warm-up", choices=LR_SCHEDULERS)
+    lr_warmup_steps: int = option(100, "linear warm-up steps")
+    adam_beta1: float = option(0.95, "AdamW beta1 (diffusers' example uses 0.95)")
+    adam_beta2: float = option(0.999, "AdamW beta2")
+    adam_weight_decay: float = option(1e-6, "AdamW weight decay")
+    adam_epsilon: float = option(1e-8, "AdamW epsilon")
+    max_grad_norm: float = option(1.0, "gradient clipping (L2 norm)")
+    mixed_precision: str = option("no", "autocast precision (bf16 is fast on recent CPUs)", choices=MIXED_PRECISION)
+    use_ema: bool = option(False, "keep an exponential moving average of the weights; the saved model holds it")
+    ema_max_decay: float = option(0.9999, "upper bound of the EMA decay")
+    ema_inv_gamma: float = option(1.0, "EMA warm-up: decay = 1 - (1 + step / inv_gamma) ** -power")
+    ema_power: float = option(0.75, "EMA warm-up power (3/4: for runs of ~10k steps)")
+    seed: int = option(0, "seed of everything random")
     # --- output ---------------------------------------------------------------------------------------------------
-    output_dir: str = _opt("runs/ddpm", "where the pipeline, checkpoints, samples and logs go")
-    overwrite_output_dir: bool = _opt(False, "allow replacing a different run in --output_dir")
-    save_images_epochs: int = _opt(1, "save a sample grid every N epochs")
-    save_model_epochs: int = _opt(1, "save a pipeline snapshot output_dir/epoch-XXXX every N epochs (0: never)")
-    checkpointing_steps: int = _opt(500, "save an accelerate checkpoint every N steps (0: never)")
-    checkpoints_total_limit: Optional[int] = _opt(3, "keep at most N checkpoints")
-    resume_from_checkpoint: Optional[str] = _opt(None, "'latest' or a checkpoint folder to continue from")
-    logger: str = _opt("tensorboard", "also log to TensorBoard when it is installed", choices=LOGGERS)
-    logging_dir: str = _opt("logs", "log folder, relative to --output_dir")
-    # --- evaluation during training (wired by training/train_unconditional.py; see sd_course/metrics.py) ---------
-    eval_epochs: int = _opt(0, "compute metrics every N epochs (0: never)")
-    eval_samples: int = _opt(500, "samples per evaluation")
-    eval_reference: str = _opt("ylecun/mnist:test", "reference images for the metrics (NAME_OR_PATH[:split])")
+    output_dir: str = option("runs/ddpm", "where the model, checkpoints, samples and logs go")
+    overwrite_output_dir: bool = option(False, "allow replacing a different run in --output_dir")
+    save_images_epochs: int = option(1, "save a sample grid every N epochs")
+    save_model_epochs: int = option(1, "save a snapshot output_dir/epoch-XXXX every N epochs (0: never)")
+    checkpointing_steps: int = option(500, "save an accelerate checkpoint every N steps (0: never)")
+    checkpoints_total_limit: Optional[int] = option(3, "keep at most N checkpoints")
+    resume_from_checkpoint: Optional[str] = option(None, "'latest' or a checkpoint folder to continue from")
+    logger: str = option("tensorboard", "also log to TensorBoard when it is installed", choices=LOGGERS)
+    logging_dir: str = option("logs", "log folder, relative to --output_dir")
+    # --- evaluation during training (wired by the training/ entry points; see sd_course/metrics.py) ---------------
+    eval_epochs: int = option(0, "compute metrics every N epochs (0: never)")
+    eval_samples: int = option(500, "samples per evaluation")
+    eval_reference: str = option("ylecun/mnist:test", "reference images for the metrics (NAME_OR_PATH[:split])")
+    # --- the Hub (sd_course/hub.py), as in diffusers' examples -------------------------------------------------------
+    push_to_hub: bool = option(False, "upload the final model, its card and samples to the Hub at the end")
+    hub_model_id: Optional[str] = option(None, "the Hub repo to push to (default: the --output_dir name)")
+    hub_token: Optional[str] = option(None, "a Hub token (prefer HF_TOKEN or `hf auth login`: a flag is visible "
+                                            "to other users of the machine)")
+    hub_private_repo: bool = option(False, "create the Hub repo as private")
+
+    POSITIVE = ("resolution", "train_batch_size", "eval_batch_size", "gradient_accumulation_steps", "num_epochs")
+    POSITIVE_OR_NONE = ("max_train_steps", "max_train_samples", "checkpoints_total_limit")
+    NON_NEGATIVE = ("save_images_epochs", "save_model_epochs", "checkpointing_steps", "eval_epochs", "lr_warmup_steps")
 
     def validate(self) -> None:
-        for name in ("resolution", "train_batch_size", "eval_batch_size", "gradient_accumulation_steps",
-                     "ddpm_num_steps", "ddpm_num_inference_steps", "num_epochs"):
+        """Every value checked before anything is loaded: a typo fails in a millisecond, not after an hour."""
+        for name in self.POSITIVE:
             if getattr(self, name) <= 0:
                 raise InputError(f"--{name} must be positive, got {getattr(self, name)}")
-        for name in ("max_train_steps", "max_train_samples", "checkpoints_total_limit"):
+        for name in self.POSITIVE_OR_NONE:
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise InputError(f"--{name} must be positive, got {getattr(self, name)}")
-        for name in ("save_images_epochs", "save_model_epochs", "checkpointing_steps", "eval_epochs", "lr_warmup_steps"):
+        for name in self.NON_NEGATIVE:
             if getattr(self, name) < 0:
                 raise InputError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if self.learning_rate <= 0:
@@ -146,44 +145,79 @@ class TrainConfig:
                 raise InputError(f"--{f.name} {getattr(self, f.name)!r} is not one of {list(choices)}")
 
 
+class Objective:
+    """What one kind of model brings to the loop. Subclasses (one per concept file) implement:
+
+    * ``build(accelerator) -> (dataset, info, model)``: the training data (a torch Dataset whose items have an
+      ``"index"``) and the trainable ``torch.nn.Module``. Everything the forward pass needs goes *through* that
+      module's ``forward``, so that ``DistributedDataParallel`` can average its gradients.
+    * ``loss(model, batch, generator) -> loss``: one micro-batch; every random draw uses ``generator``.
+    * ``saveable(model) -> object with save_pretrained``: the folder users load (a pipeline or a single model),
+      built from an fp32 copy of the model that holds the EMA weights when ``--use_ema``.
+    * ``sample_images(saveable) -> (images, rows)``: the PIL images of the epoch-end grid (``None``: no grid).
+    * ``summary(saveable) -> dict``: extra numbers for train_summary.json (optional).
+    """
+
+    name = "train"
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+
+    def build(self, accelerator):
+        raise NotImplementedError
+
+    def loss(self, model, batch, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def saveable(self, model):
+        raise NotImplementedError
+
+    def sample_images(self, saveable):
+        return None
+
+    def summary(self, saveable) -> dict:
+        return {}
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Command line: a YAML --config gives defaults, flags override
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="train_unconditional.py", description="Train an unconditional DDPM (sd_course).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser(config_class=TrainConfig, prog: str = "train.py", description: str = "") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", help="YAML file of defaults (e.g. training/configs/mnist.yaml)")
-    for f in dataclasses.fields(TrainConfig):
+    for f in dataclasses.fields(config_class):
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         kw = dict(default=f.default, help=f.metadata["help"])
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
         if kind == "bool":
             parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction, **kw)
+        elif kind.startswith("list") or kind.startswith("Optional[list"):
+            parser.add_argument(f"--{f.name}", nargs="+", **kw)
         else:
             caster = {"int": int, "float": float}.get(kind.replace("Optional[", "").rstrip("]"), str)
             parser.add_argument(f"--{f.name}", type=caster, **kw)
     return parser
 
 
-def parse_args(argv=None) -> TrainConfig:
-    parser = build_parser()
+def parse_args(argv=None, config_class=TrainConfig, prog: str = "train.py", description: str = ""):
+    parser = build_parser(config_class, prog, description)
     pre, _ = parser.parse_known_args(argv)
     if pre.config:
-        parser.set_defaults(**load_yaml_config(pre.config))
+        parser.set_defaults(**load_yaml_config(pre.config, config_class))
     args = vars(parser.parse_args(argv))
     args.pop("config")
-    return TrainConfig(**args)
+    return config_class(**args)
 
 
-def load_yaml_config(path: str) -> dict:
+def load_yaml_config(path: str, config_class=TrainConfig) -> dict:
     if not Path(path).is_file():
         raise InputError(f"--config {path!r} does not exist; see training/configs/ for the named recipes")
     values = yaml.safe_load(Path(path).read_text()) or {}
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    known = {f.name for f in dataclasses.fields(config_class)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise InputError(f"{path}: unknown option(s) {unknown}; valid options are the flags of --help")
@@ -213,23 +247,13 @@ class EpochShuffle(torch.utils.data.Sampler):
 
 
 def step_generator(seed: int, rank: int, micro_step: int) -> torch.Generator:
-    """The generator for the noise, timesteps and flips of one micro-batch on one process."""
+    """The generator for the random draws (noise, timesteps, flips, captions) of one micro-batch on one process."""
     return torch.Generator().manual_seed(hash((seed, rank, micro_step)) % 2**62)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def training_target(noise_scheduler, x0, noise, timesteps):
-    """What the network is trained to output, for each ``prediction_type``."""
-    kind = noise_scheduler.config.prediction_type
-    if kind == "epsilon":
-        return noise  # eps
-    if kind == "v_prediction":
-        return noise_scheduler.get_velocity(x0, noise, timesteps)  # v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0
-    return x0  # "sample": predict x_0 directly
 
 
 def check_output_dir(cfg: TrainConfig) -> None:
@@ -244,28 +268,12 @@ def check_output_dir(cfg: TrainConfig) -> None:
                          "replace it, --resume_from_checkpoint latest to continue it, or choose another folder")
 
 
-def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
-    """Train; returns the output folder (a diffusers pipeline). ``evaluate(pipeline) -> dict`` runs every
-    ``cfg.eval_epochs`` epochs, its numbers go to the logs (``training/train_unconditional.py`` passes
-    ``sd_course.metrics.make_evaluator``; the loop itself knows nothing of metrics)."""
+def make_accelerator(cfg: TrainConfig, out: Path):
+    """An ``Accelerator`` for this run; on a machine without a GPU it is told to use the CPU, so that
+    ``accelerate launch --multi_gpu --num_processes 2`` really trains data-parallel on CPU cores (gloo)."""
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
-    from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
-    from diffusers.optimization import get_scheduler
-    from diffusers.training_utils import EMAModel
-    from diffusers.utils import make_image_grid
-    from tqdm.auto import tqdm
+    from accelerate.utils import ProjectConfiguration
 
-    from sd_course.data import load_train_dataset, random_flip
-    from sd_course.models import build_unet, count_parameters
-
-    cfg.validate()
-    check_output_dir(cfg)
-    out = Path(cfg.output_dir)
-    resume_path = resolve_checkpoint(out, cfg.resume_from_checkpoint) if cfg.resume_from_checkpoint else None
-
-    # Accelerate picks multi-process CPU training (gloo) only when told to use the CPU; on a machine without a GPU
-    # we tell it, so `accelerate launch --multi_gpu --num_processes 2` really trains data-parallel on CPU cores.
     use_cpu = not (torch.cuda.is_available() or torch.backends.mps.is_available())
     log_with = "tensorboard" if cfg.logger == "tensorboard" and _has_tensorboard() else None
     accelerator = Accelerator(
@@ -286,27 +294,44 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
         logger.warning(f"training on {torch.get_num_threads()} of {cores} CPU cores (OMP_NUM_THREADS="
                        f"{os.environ.get('OMP_NUM_THREADS')}); for full speed launch with "
                        f"`accelerate launch --num_cpu_threads_per_process {cores} ...` or set OMP_NUM_THREADS={cores}")
+    return accelerator, log_with
+
+
+def train(cfg: TrainConfig, objective: Optional[Objective] = None, evaluate: Optional[Callable] = None) -> Path:
+    """Train ``objective`` (default: pixel diffusion for ``cfg``); returns the output folder (a diffusers pipeline
+    or model folder). ``evaluate(saveable) -> dict`` runs every ``cfg.eval_epochs`` epochs and its numbers go to the
+    logs (the training/ entry points pass ``sd_course.metrics`` evaluators; the loop knows nothing of metrics)."""
+    from accelerate.utils import set_seed
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+    from diffusers.utils import make_image_grid
+    from tqdm.auto import tqdm
+
+    from sd_course.models import count_parameters
+
+    if objective is None:
+        from sd_course.diffusion import PixelDiffusion
+
+        objective = PixelDiffusion(cfg)
+    cfg.validate()
+    check_output_dir(cfg)
+    out = Path(cfg.output_dir)
+    resume_path = resolve_checkpoint(out, cfg.resume_from_checkpoint) if cfg.resume_from_checkpoint else None
+    accelerator, log_with = make_accelerator(cfg, out)
     if cfg.overwrite_output_dir and not cfg.resume_from_checkpoint and accelerator.is_main_process:
         _clear_previous_run(out)
     accelerator.wait_for_everyone()
 
-    # ---- data and model ------------------------------------------------------------------------------------------
-    with accelerator.main_process_first():
-        dataset, info = load_train_dataset(
-            cfg.dataset_name, cfg.train_data_dir, cfg.resolution, cfg.split, cfg.image_column, None, cfg.image_mode,
-            cfg.resize_mode, cfg.max_train_samples, cfg.dataset_config_name, cfg.cache_dir,
-            show_progress=accelerator.is_local_main_process)
+    # ---- data and model (the objective's), optimiser and schedule (shared) -------------------------------------------
     set_seed(cfg.seed)  # the initial weights depend on the seed only
-    model = build_unet(cfg.model_config_name_or_path, info.resolution, info.num_channels)
-    noise_scheduler = DDPMScheduler(num_train_timesteps=cfg.ddpm_num_steps, beta_schedule=cfg.ddpm_beta_schedule,
-                                    prediction_type=cfg.prediction_type)
+    dataset, info, model = objective.build(accelerator)
     ema = None
     if cfg.use_ema:
         ema = EMAModel(model.parameters(), decay=cfg.ema_max_decay, use_ema_warmup=True, inv_gamma=cfg.ema_inv_gamma,
-                       power=cfg.ema_power, model_cls=UNet2DModel, model_config=model.config)
-
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                                  weight_decay=cfg.adam_weight_decay, eps=cfg.adam_epsilon)
+                       power=cfg.ema_power)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
+                                  betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.adam_weight_decay,
+                                  eps=cfg.adam_epsilon)
     sampler = EpochShuffle(len(dataset), cfg.seed)
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.train_batch_size, sampler=sampler,
                                          num_workers=cfg.dataloader_num_workers, drop_last=False)
@@ -320,7 +345,7 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
                                  num_warmup_steps=cfg.lr_warmup_steps * accelerator.num_processes,
                                  num_training_steps=max_steps * accelerator.num_processes)
     model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
-    _register_ema_checkpointing(accelerator, ema, UNet2DModel)
+    _register_ema_checkpointing(accelerator, ema, accelerator.unwrap_model(model))
 
     # ---- resume ---------------------------------------------------------------------------------------------------
     global_step = 0
@@ -337,29 +362,30 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         recover_pipeline(out)
-        (out / "training_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+        (out / "training_config.json").write_text(json.dumps(_public_config(cfg), indent=2))
         _truncate_log(out / cfg.logging_dir / "loss.jsonl", global_step)
     if log_with:
-        accelerator.init_trackers("train_unconditional", config=_flat_config(cfg))
+        accelerator.init_trackers(objective.name, config=_flat_config(cfg))
 
     n_params = count_parameters(accelerator.unwrap_model(model))
     total_batch = cfg.train_batch_size * accelerator.num_processes * cfg.gradient_accumulation_steps
-    logger.info(f"{info.num_images} images {info.num_channels}x{info.resolution}x{info.resolution}, "
-                f"{n_params / 1e6:.2f}M parameters, {accelerator.num_processes} process(es), batch {total_batch}, "
-                f"{steps_per_epoch} steps/epoch, {max_steps} steps ({num_epochs} epochs)")
+    logger.info(f"{objective.name}: {len(dataset)} training items ({info}), {n_params / 1e6:.2f}M parameters, "
+                f"{accelerator.num_processes} process(es), batch {total_batch}, {steps_per_epoch} steps/epoch, "
+                f"{max_steps} steps ({num_epochs} epochs)")
 
-    def pipeline_for_saving():
-        """A DDPMPipeline holding the EMA weights if --use_ema, else the trained ones (fp32, on the CPU)."""
-        unet = accelerator.unwrap_model(model)
+    def saveable():
+        """What users load: built from an fp32 copy holding the EMA weights if --use_ema, else the trained ones."""
+        trained = accelerator.unwrap_model(model)
         if ema is not None:
-            unet = UNet2DModel.from_config(unet.config)
-            ema.copy_to(unet.parameters())
-        return DDPMPipeline(unet=unet, scheduler=noise_scheduler)
+            trained = copy.deepcopy(trained)
+            ema.copy_to(trained.parameters())
+        return objective.saveable(trained)
 
     # ---- the loop ------------------------------------------------------------------------------------------------
     first_epoch, skip = divmod(global_step, steps_per_epoch)
     rank = accelerator.process_index
-    progress = tqdm(total=max_steps, initial=global_step, desc="training", disable=not accelerator.is_local_main_process)
+    progress = tqdm(total=max_steps, initial=global_step, desc=objective.name,
+                    disable=not accelerator.is_local_main_process)
     seen_first_epoch = []  # data indices each process saw in epoch 0 (written to train_summary.json)
     start_time, start_step, images_done = time.time(), global_step, 0
     # The training clock: time spent in optimisation steps only (not grids, snapshots or metrics), carried over a
@@ -374,28 +400,20 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
         micro_step = (epoch * steps_per_epoch + skip) * cfg.gradient_accumulation_steps
         skip = 0
         for batch in batches:
-            x0 = batch["pixel_values"]
             g = step_generator(cfg.seed, rank, micro_step)
             micro_step += 1
-            if cfg.random_flip:
-                x0 = random_flip(x0, g)
-            noise = torch.randn(x0.shape, generator=g).to(x0.device)  # eps ~ N(0, I)
-            timesteps = torch.randint(0, cfg.ddpm_num_steps, (x0.shape[0],), generator=g).to(x0.device)  # t ~ U
-            noisy = noise_scheduler.add_noise(x0, noise, timesteps)  # x_t = sqrt(abar_t) x_0 + sqrt(1-abar_t) eps
             if epoch == 0:
                 seen_first_epoch.append(accelerator.gather(batch["index"]).view(accelerator.num_processes, -1))
 
             with accelerator.accumulate(model):
-                prediction = model(noisy, timesteps).sample
-                target = training_target(noise_scheduler, x0, noise, timesteps)
-                loss = F.mse_loss(prediction.float(), target.float())  # || target - model(x_t, t) ||^2
+                loss = objective.loss(model, batch, g)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad()
-            images_done += x0.shape[0] * accelerator.num_processes
+            images_done += len(batch["index"]) * accelerator.num_processes
 
             if not accelerator.sync_gradients:
                 continue
@@ -406,6 +424,7 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
             loss_value = accelerator.gather(loss.detach()).mean().item()
             record = {"step": global_step, "epoch": epoch, "loss": loss_value, "lr": lr_scheduler.get_last_lr()[0],
                       "train_seconds": round(train_seconds + time.time() - tick, 3)}
+            record.update(getattr(objective, "last_logs", {}))  # e.g. the autoencoder's reconstruction and KL terms
             if ema is not None:
                 record["ema_decay"] = ema.cur_decay_value
             progress.update(1)
@@ -426,21 +445,16 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
         train_seconds += time.time() - tick
         if accelerator.is_main_process:
             if cfg.save_images_epochs and (done % cfg.save_images_epochs == 0 or last):
-                pipe = pipeline_for_saving()
-                pipe.scheduler = DDIMScheduler.from_config(noise_scheduler.config)
-                pipe.set_progress_bar_config(disable=True)
-                images = pipe(batch_size=cfg.eval_batch_size, num_inference_steps=cfg.ddpm_num_inference_steps,
-                              generator=torch.Generator().manual_seed(cfg.seed)).images
-                (out / "samples").mkdir(parents=True, exist_ok=True)
-                rows = int(math.sqrt(len(images)))
-                while len(images) % rows:
-                    rows -= 1
-                grid = make_image_grid(images, rows=rows, cols=len(images) // rows)
-                grid.resize((grid.width * 4, grid.height * 4), 0).save(out / "samples" / f"epoch-{done:04d}.png")
+                grid = objective.sample_images(saveable())
+                if grid is not None:
+                    images, rows = grid
+                    image = make_image_grid(images, rows=rows, cols=len(images) // rows)
+                    (out / "samples").mkdir(parents=True, exist_ok=True)
+                    image.resize((image.width * 4, image.height * 4), 0).save(out / "samples" / f"epoch-{done:04d}.png")
             if cfg.save_model_epochs and done % cfg.save_model_epochs == 0 and not last:
-                save_pipeline_snapshot(pipeline_for_saving(), out / f"epoch-{done:04d}")
+                save_pipeline_snapshot(saveable(), out / f"epoch-{done:04d}")
             if evaluate is not None and cfg.eval_epochs and (done % cfg.eval_epochs == 0 or last):
-                metrics = evaluate(pipeline_for_saving())
+                metrics = evaluate(saveable())
                 logger.info(f"epoch {done}: {metrics}")
                 _append_jsonl(out / cfg.logging_dir / "eval.jsonl",
                               {"step": global_step, "epoch": done, "train_seconds": round(train_seconds, 3), **metrics})
@@ -453,17 +467,19 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
     progress.close()
     loop_seconds = time.time() - start_time  # training only (with the epoch-end grids/snapshots), not the final save
 
-    # ---- the final pipeline and a summary --------------------------------------------------------------------------
+    # ---- the final model and a summary --------------------------------------------------------------------------------
     checksum = torch.stack([p.detach().double().sum() for p in accelerator.unwrap_model(model).parameters()]).sum()
     checksums = accelerator.gather(checksum.reshape(1).to(accelerator.device)).tolist()
     if accelerator.is_main_process:
+        final = saveable()
         if cfg.save_model_epochs:
-            save_pipeline_snapshot(pipeline_for_saving(), out / f"epoch-{num_epochs:04d}")
-        save_pipeline(pipeline_for_saving(), out)
+            save_pipeline_snapshot(final, out / f"epoch-{num_epochs:04d}")
+        save_pipeline(final, out)
         elapsed = time.time() - start_time
         seen = torch.cat(seen_first_epoch, dim=1) if seen_first_epoch else torch.zeros(accelerator.num_processes, 0)
         per_rank = [set(row.tolist()) for row in seen]
         summary = {
+            "objective": objective.name,
             "global_step": global_step, "epochs": num_epochs, "final_loss": loss_value,
             "num_images": info.num_images, "num_parameters": n_params, "num_processes": accelerator.num_processes,
             "mixed_precision": cfg.mixed_precision, "wall_clock_s": round(elapsed, 2),
@@ -473,9 +489,10 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
             "param_checksum_per_process": checksums,
             "first_epoch_samples_per_process": [len(s) for s in per_rank],
             "first_epoch_samples_seen_by_several_processes": len(set.intersection(*per_rank)) if len(per_rank) > 1 else 0,
+            **objective.summary(final),
         }
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
-        logger.info(f"saved the pipeline to {out} ({global_step} steps, {elapsed:.0f} s)")
+        logger.info(f"saved {type(final).__name__} to {out} ({global_step} steps, {elapsed:.0f} s)")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     if accelerator.num_processes == 1:
@@ -491,24 +508,33 @@ def train(cfg: TrainConfig, evaluate: Optional[Callable] = None) -> Path:
 # Helpers of the loop
 # ----------------------------------------------------------------------------------------------------------------
 
+EMA_WEIGHTS, EMA_STATE = "ema.safetensors", "ema_state.json"
 
-def _register_ema_checkpointing(accelerator, ema, model_cls) -> None:
-    """Save the EMA weights inside each checkpoint as ``unet_ema/`` (safetensors), and load them back on resume."""
+
+def _register_ema_checkpointing(accelerator, ema, model) -> None:
+    """Save the EMA weights inside each checkpoint (``ema.safetensors``, by parameter name, + its counters in
+    ``ema_state.json``), and load them back on resume. Works for any module, whatever the objective."""
     if ema is None:
         return
+    from safetensors.torch import load_file, save_file
+
+    names = [name for name, _ in model.named_parameters()]
 
     def save_hook(models, weights, output_dir):
         if accelerator.is_main_process:
-            ema.save_pretrained(str(Path(output_dir) / "unet_ema"))
+            state = ema.state_dict()
+            shadow = state.pop("shadow_params")
+            save_file({n: p.detach().contiguous().cpu() for n, p in zip(names, shadow)},
+                      str(Path(output_dir) / EMA_WEIGHTS))
+            (Path(output_dir) / EMA_STATE).write_text(json.dumps(state))
 
     def load_hook(models, input_dir):
-        path = Path(input_dir) / "unet_ema"
-        if not path.is_dir():
-            raise InputError(f"{input_dir} has no unet_ema/ (saved without --use_ema?); resume with the same flags")
-        config = model_cls.load_config(str(path))  # the EMA counters were saved in the model config
-        weights = model_cls.from_pretrained(str(path)).parameters()
-        state = {k: config[k] for k in ema.state_dict() if k in config}
-        ema.load_state_dict({**state, "shadow_params": [p.detach().clone() for p in weights]})
+        path = Path(input_dir)
+        if not (path / EMA_WEIGHTS).is_file():
+            raise InputError(f"{input_dir} has no {EMA_WEIGHTS} (saved without --use_ema?); resume with the same flags")
+        weights = load_file(str(path / EMA_WEIGHTS))
+        state = json.loads((path / EMA_STATE).read_text())
+        ema.load_state_dict({**state, "shadow_params": [weights[n] for n in names]})
 
     accelerator.register_save_state_pre_hook(save_hook)
     accelerator.register_load_state_pre_hook(load_hook)
@@ -533,7 +559,7 @@ def _save_checkpoint(accelerator, out: Path, step: int, epoch: int, keep: Option
 
 
 def _clear_previous_run(out: Path) -> None:
-    """--overwrite_output_dir: drop the old run's checkpoints, snapshots and logs (its pipeline is replaced at the end)."""
+    """--overwrite_output_dir: drop the old run's checkpoints, snapshots and logs (its model is replaced at the end)."""
     for path in list_checkpoints(out) + sorted(out.glob("epoch-*")) + [out / "samples", out / "logs"]:
         if path.is_dir():
             shutil.rmtree(path)
@@ -598,16 +624,38 @@ def _has_tensorboard() -> bool:
     return True
 
 
+def _public_config(cfg: TrainConfig) -> dict:
+    """The run's configuration as saved next to it: everything but a Hub token."""
+    values = dataclasses.asdict(cfg)
+    if values.get("hub_token"):
+        values["hub_token"] = "<redacted>"
+    return values
+
+
 def _flat_config(cfg: TrainConfig) -> dict:
-    return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in dataclasses.asdict(cfg).items()}
+    return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in _public_config(cfg).items()}
 
 
-def main(argv=None, evaluate_factory: Optional[Callable] = None) -> Path:
-    """Parse flags and train. ``evaluate_factory(cfg) -> evaluate`` builds the optional metrics hook."""
+def main(argv=None, objective_class=None, evaluate_factory: Optional[Callable] = None) -> Path:
+    """Parse flags for ``objective_class`` (default: pixel diffusion) and train; push to the Hub if asked.
+    ``evaluate_factory(cfg) -> evaluate`` builds the optional metrics hook."""
+    if objective_class is None:
+        from sd_course.diffusion import PixelDiffusion as objective_class
     try:
-        cfg = parse_args(argv)
+        cfg = parse_args(argv, objective_class.config_class, prog=f"{objective_class.name}.py",
+                         description=objective_class.__doc__.splitlines()[0])
         evaluate = evaluate_factory(cfg) if (evaluate_factory and cfg.eval_epochs) else None
-        return train(cfg, evaluate)
+        if cfg.push_to_hub:  # a missing login or a bad repo id fails now, not after hours of training
+            from sd_course.hub import check_can_push
+
+            check_can_push(cfg.hub_model_id, cfg.hub_token, Path(cfg.output_dir))
+        out = train(cfg, objective_class(cfg), evaluate)
+        if cfg.push_to_hub and int(os.environ.get("RANK", "0")) == 0:  # one upload, from the main process
+            from sd_course.hub import push_training_output
+
+            url = push_training_output(out, cfg.hub_model_id, cfg.hub_token, cfg.hub_private_repo)
+            logger.info(f"pushed {out} to {url}")
+        return out
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2)

@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw, ImageOps
 from sd_course.data import to_uint8
 from sd_course.errors import InputError
 from sd_course.pipeline import evenly_spaced
+from sd_course.schedulers import check_steps_value
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MIN_CELL = 112  # enlarge small images to at least this many pixels a side (28x28 digits: x4)
@@ -178,21 +179,26 @@ def trajectory_figure(record: dict, frames: list[int] | None = None, num_frames:
     return fig
 
 
+def trajectory_frame(record: dict, f: int) -> Image.Image:
+    """Frame ``f`` of a recorded reverse process (a position in ``record``): the x_t row above the predicted-x_0
+    row, with the call and t written on top (one frame of the GIF, one position of the demo's slider)."""
+    top = image_grid(record["x_t"][f], cols=record["x_t"].shape[1])
+    bottom = image_grid(record["x0"][f], cols=record["x0"].shape[1])
+    caption = (f"{record['scheduler']}  call {record['call_indices'][f] + 1}/{record['num_model_calls']}  "
+               f"{_t_label(record['timesteps'][f])}\ntop: x_t    bottom: predicted x_0")
+    header = 34
+    frame = Image.new("RGB", (max(top.width, 240), header + top.height + bottom.height), "white")
+    ImageDraw.Draw(frame).multiline_text((4, 3), caption, fill="black", spacing=4)
+    frame.paste(top, (0, header))
+    frame.paste(bottom, (0, header + top.height))
+    return frame
+
+
 def trajectory_gif(record: dict, path, max_frames: int = 60, frame_ms: int = 80, hold_ms: int = 1500) -> Path:
     """An animated GIF of the reverse process: each frame shows the x_t row above the predicted-x_0 row."""
     path = check_output_file(path, (".gif",))
-    frames = []
-    for f in evenly_spaced(len(record["timesteps"]), max_frames):
-        top = image_grid(record["x_t"][f], cols=record["x_t"].shape[1])
-        bottom = image_grid(record["x0"][f], cols=record["x0"].shape[1])
-        caption = (f"{record['scheduler']}  call {record['call_indices'][f] + 1}/{record['num_model_calls']}  "
-                   f"{_t_label(record['timesteps'][f])}\ntop: x_t    bottom: predicted x_0")
-        header = 34
-        frame = Image.new("RGB", (max(top.width, 240), header + top.height + bottom.height), "white")
-        ImageDraw.Draw(frame).multiline_text((4, 3), caption, fill="black", spacing=4)
-        frame.paste(top, (0, header))
-        frame.paste(bottom, (0, header + top.height))
-        frames.append(frame.quantize(colors=255))
+    frames = [trajectory_frame(record, f).quantize(colors=255)
+              for f in evenly_spaced(len(record["timesteps"]), max_frames)]
     durations = [frame_ms] * (len(frames) - 1) + [hold_ms]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
     return path
@@ -326,6 +332,7 @@ def write_samples(model=None, scheduler=None, num_inference_steps=None, num_imag
         check_output_file(output)
     if output_dir is not None:
         check_output_dir(output_dir)
+    check_steps_value(num_inference_steps)  # a bad count fails now, not after loading the weights
     pipe = load_pipeline(model, scheduler)
     images = generate(pipe, num_images, batch_size=batch_size, num_inference_steps=num_inference_steps, seed=seed,
                       eta=eta, show_progress=show_progress)
@@ -350,6 +357,7 @@ def write_trajectory(model=None, scheduler=None, num_inference_steps=None, num_i
     png, gif = check_output_file(folder / f"{name}.png"), check_output_file(folder / f"{name}.gif", (".gif",))
     if int(num_frames) < 1:
         raise InputError(f"--num_frames must be at least 1, got {num_frames}")
+    check_steps_value(num_inference_steps)
     pipe = load_pipeline(model, scheduler)
     record = record_trajectory(pipe, num_images, num_inference_steps, seed, eta=eta, show_progress=show_progress)
     frames = None
@@ -402,3 +410,52 @@ def write_schedules(output="schedules.png", schedules="linear,scaled_linear,squa
         raise InputError("--schedules is empty; give e.g. linear,squaredcos_cap_v2")
     fig = schedules_figure(names, int(num_train_timesteps))
     return str(_save_figure(fig, output))
+
+
+def inpaint_figure(originals: torch.Tensor, masks: torch.Tensor, fills: list[torch.Tensor]):
+    """Rows: one per image; columns: the original, the mask (white = filled), the input with the hole left black,
+    then one fill per seed. ``fills``: a list (one per seed) of (N, C, H, W) uint8 tensors."""
+    from sd_course.data import to_model_range
+
+    originals = as_uint8(originals)
+    masks = masks.expand(len(originals), -1, -1, -1) if masks.shape[0] == 1 else masks
+    rows, cols = len(originals), 3 + len(fills)
+    fig = _new_figure(1.1 * cols + 0.3, 1.1 * rows + 0.3)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for r in range(rows):
+        holed = originals[r].clone()
+        holed[:, masks[r, 0].bool()] = 0
+        cells = [originals[r], (masks[r] * 255).to(torch.uint8).expand_as(originals[r]), holed]
+        cells += [fill[r] for fill in fills]
+        for c, cell in enumerate(cells):
+            _show(axes[r][c], to_model_range(cell))
+            if r == 0:
+                axes[r][c].set_title(("original", "mask", "input")[c] if c < 3 else f"seed {c - 3}", fontsize=9)
+    return fig
+
+
+def write_inpainting(model=None, image=None, mask=None, output="inpainted.png", scheduler="ddpm",
+                     num_inference_steps=None, num_images=1, seed=0, resample=1, figure=None,
+                     show_progress=True) -> dict:
+    """``sd-course inpaint``: fill the white part of ``mask`` in ``image``; ``output`` gets the filled image (a grid of
+    ``num_images`` fills, seeds ``seed``, ``seed + 1``, ...), ``figure`` (optional) original | mask | input | fills."""
+    from sd_course.pipeline import inpaint, load_inpaint_inputs, load_pipeline
+
+    output = check_output_file(output)
+    if figure is not None:
+        figure = check_output_file(figure)
+    if int(num_images) < 1:
+        raise InputError(f"--num_images must be at least 1, got {num_images}")
+    check_steps_value(num_inference_steps)
+    pipe = load_pipeline(model, scheduler or "ddpm")
+    pixels, mask_tensor = load_inpaint_inputs(pipe, image, mask)
+    fills = [inpaint(pipe, pixels, mask_tensor, num_inference_steps, seed=seed + k, resample=resample,
+                     show_progress=show_progress) for k in range(int(num_images))]
+    if len(fills) == 1:
+        to_pil_images(fills[0])[0].save(output)  # the image itself, at its own size: it can be inpainted again
+    else:
+        save_grid(torch.cat(fills), output, cols=len(fills))
+    written = dict(output=str(output))
+    if figure is not None:
+        written["figure"] = str(_save_figure(inpaint_figure(pixels, mask_tensor, fills), figure))
+    return written

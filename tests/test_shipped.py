@@ -51,6 +51,17 @@ def _setuptools_at_least(*version) -> bool:
     return tuple(int(p) for p in setuptools.__version__.split(".")[:2]) >= version
 
 
+def _outer_site_packages() -> list[str]:
+    """The site-packages folders of the Python running the tests, in the order of its sys.path."""
+    import site
+
+    folders = {os.path.realpath(p) for p in site.getsitepackages()}
+    if site.ENABLE_USER_SITE:
+        folders.add(os.path.realpath(site.getusersitepackages()))
+    on_path = [os.path.realpath(p) for p in sys.path if p]
+    return [p for p in dict.fromkeys(on_path) if p in folders and Path(p).is_dir()]
+
+
 @pytest.mark.slow
 @needs_shipped_model
 def test_sample_without_model_from_an_installed_wheel(tmp_path):
@@ -65,8 +76,16 @@ def test_sample_without_model_from_an_installed_wheel(tmp_path):
     assert build.returncode == 0, build.stderr[-2000:]
     wheel = next(wheels.glob("sd_course-*.whl"))
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
+    # The inner venv borrows torch, diffusers, ... from the environment running pytest (a venv, a conda env or the
+    # system Python alike), through a .pth file listing that environment's site-packages. `venv
+    # --system-site-packages` would not do: from inside a venv it points at the *base* interpreter's packages.
+    # Plain path lines are only appended to sys.path (the outer folders' own .pth files, such as the editable
+    # install of this checkout, are not run), after the inner site-packages where the wheel goes: the wheel wins.
+    inner_site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                     capture_output=True, text=True, check=True).stdout.strip())
+    (inner_site / "outer_environment.pth").write_text("".join(f"{folder}\n" for folder in _outer_site_packages()))
     install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
                               "--ignore-installed", "--no-index", "-q", str(wheel)],
                              capture_output=True, text=True, timeout=600)

@@ -13,8 +13,15 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import REPO, run_python, tiny_run_args
+from sd_course.diffusion import DiffusionConfig, training_target
 from sd_course.errors import InputError
-from sd_course.training import main, parse_args, train, training_target
+from sd_course.training import main, train
+from sd_course.training import parse_args as parse_any_config
+
+
+def parse_args(argv):
+    return parse_any_config(argv, DiffusionConfig)
+
 
 ENTRY = str(REPO / "training" / "train_unconditional.py")
 

@@ -200,6 +200,22 @@ def test_cli_sample_bad_input(ddpm_folder, tmp_path, capsys, args, message):
     assert rc == 2 and message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("steps", ["0", "-3"])
+def test_cli_sample_rejects_a_bad_step_count_before_loading_the_model(steps, tmp_path, capsys, monkeypatch):
+    """Issue 10: the count is checked first, like the scheduler name: no weights are read for a typo."""
+    import sd_course.pipeline
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the model was loaded before --num_inference_steps was checked")
+
+    monkeypatch.setattr(sd_course.pipeline, "load_pipeline", must_not_load)
+    for command in (["sample", "--output", str(tmp_path / "g.png")], ["trajectory", "--output_dir", str(tmp_path)]):
+        rc = main([*command, "--model", "no/such-model", "--num_inference_steps", steps])
+        err = capsys.readouterr().err
+        assert rc == 2 and f"--num_inference_steps must be at least 1, got {steps}" in err, err
+        assert "Traceback" not in err
+
+
 def test_cli_sample_model_that_is_not_a_pipeline(tmp_path, capsys):
     assert main(["sample", "--model", str(tmp_path), "--output", str(tmp_path / "g.png")]) == 2
     assert "no model_index.json" in capsys.readouterr().err
