@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from sd_course import metrics
+from sd_course import evaluation, metrics
 
 
 def main(argv=None):
@@ -29,7 +29,7 @@ def main(argv=None):
     fid = f"fid_{metrics.FEATURE_NAME}"
     rows = []
     for scale in [float(s) for s in args.scales.split(",")]:
-        r = metrics.evaluate_text_to_image(args.model, args.reference, args.num_samples, 0, args.scheduler,
+        r = evaluation.evaluate_text_to_image(args.model, args.reference, args.num_samples, 0, args.scheduler,
                                            args.num_inference_steps, scale, show_progress=False)
         rows.append({"guidance_scale": scale, "prompt_accuracy": r["prompt_accuracy"],
                      "prompt_accuracy_heldout": r["prompt_accuracy_heldout"], "fid": r[fid],
@@ -37,7 +37,7 @@ def main(argv=None):
                      "worst_digit": min(range(10), key=lambda d: r["train_templates"]["prompt_accuracy_per_digit"][d]),
                      "worst_digit_accuracy": min(r["train_templates"]["prompt_accuracy_per_digit"])})
         print(json.dumps(rows[-1]), flush=True)
-    print(f"\n| w | prompt acc. (train phrasings) | prompt acc. (held-out) | FID | precision | recall |")
+    print("\n| w | prompt acc. (train phrasings) | prompt acc. (held-out) | FID | precision | recall |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['guidance_scale']:g} | {r['prompt_accuracy']:.3f} | {r['prompt_accuracy_heldout']:.3f} | "

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from sd_course import metrics
+from sd_course import evaluation, metrics
 from sd_course.diffusion import DiffusionConfig as TrainConfig
 from sd_course.training import train
 
@@ -97,7 +97,7 @@ def main(argv=None):
         raise SystemExit(f"unknown recipe(s) {unknown}; choose from {list(RECIPES)}")
 
     print(f"torch threads: {torch.get_num_threads()}")
-    evaluator = metrics.make_evaluator(f"{args.dataset_name}:test", args.eval_samples, seed=args.seed,
+    evaluator = evaluation.make_evaluator(f"{args.dataset_name}:test", args.eval_samples, seed=args.seed,
                                        num_inference_steps=args.eval_steps, scheduler="dpm++")
     rows = []
     start = time.time()

@@ -24,7 +24,7 @@ from sd_course import metrics
 from sd_course.autoencoder import decode, encode, load_vae, prepare_images
 from sd_course.classifier import accuracy
 from sd_course.data import load_images, to_uint8
-from sd_course.latents import crop_to, latent_statistics, reconstruct, reconstruction_metrics
+from sd_course.latents import latent_statistics, reconstruct, reconstruction_metrics
 
 
 def main(argv=None):

@@ -18,6 +18,8 @@ A: A smaller space of numbers from which the data can be rebuilt. The encoder ma
    and what they drop is what does not (exact pixel noise). Nearby z decode to similar digits, so a straight line
    between two codes morphs one digit into another, where a line between two images in pixel space only
    cross-fades them (`sd-course latents`: docs/latent_space.md has the figure and the measured reconstruction cost).
+Cmd: sd-course latents --vae pipelines/mini-sd-mnist/vae --output_dir docs/figures/latents
+Fig: docs/figures/latents/channels.png
 
 Q: Why diffuse there instead of in pixels?
 A: Cost. The denoiser runs at every one of the ~25-1000 sampling steps and at every training step; on 4x8x8 latents
@@ -25,6 +27,7 @@ A: Cost. The denoiser runs at every one of the ~25-1000 sampling steps and at ev
    everywhere. The autoencoder is trained once and frozen; its encoder runs once per training image (the latents are
    cached) and its decoder once per sample. Rombach et al. 2022 measured the same trade: a down-sampling factor of
    4-8 keeps almost all the quality at a fraction of the compute. `python benchmarks/latent_cost.py` measures it here.
+Cmd: python benchmarks/latent_cost.py
 
 Q: What does the VAE's scaling factor do?
 A: The diffusion model assumes its data has roughly unit variance: x_T = sqrt(abar_T) x_0 + sqrt(1 - abar_T) eps is
@@ -33,6 +36,7 @@ A: The diffusion model assumes its data has roughly unit variance: x_T = sqrt(ab
    latents of the training images after training and store 1 / std in the VAE's config; the text-to-image pipeline
    multiplies by it after encoding and divides by it before decoding (diffusers' StableDiffusionPipeline does the
    same with ``vae.config.scaling_factor``).
+Cmd: python benchmarks/vae_quality.py --dataset_name ../shared/data/mnist
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def save_pipeline(pipeline, target: str | Path, card: str | None = None) -> Path
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
     recover_pipeline(target)
-    staging, backup = target / STAGING, target / BACKUP
+    staging = target / STAGING
     shutil.rmtree(staging, ignore_errors=True)
     pipeline.save_pretrained(staging, safe_serialization=True)
     if card is not None:

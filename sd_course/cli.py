@@ -40,7 +40,7 @@ def _add_train(sub):
         from sd_course import training
 
         def evaluator(cfg):  # metrics during training (--eval_epochs), imported only when asked for
-            from sd_course.metrics import training_evaluator
+            from sd_course.evaluation import training_evaluator
 
             return training_evaluator(cfg)
 
@@ -186,9 +186,9 @@ def _add_evaluate(sub):
                         "share the classifier reads as that digit is reported: prompt accuracy)")
 
     def run(args):
-        from sd_course import metrics
+        from sd_course import evaluation
 
-        metrics.evaluate(
+        evaluation.evaluate(
             model=args.model, samples=args.samples, reference=args.reference, num_samples=args.num_samples,
             seed=args.seed, scheduler=args.scheduler, num_inference_steps=args.num_inference_steps, eta=args.eta,
             batch_size=args.batch_size, num_reference=args.num_reference, kid_subset_size=args.kid_subset_size,
@@ -220,9 +220,9 @@ def _add_compare(sub):
     p.add_argument("--output_dir", default="compare", help="where compare.json and the figures go")
 
     def run(args):
-        from sd_course import metrics
+        from sd_course import evaluation
 
-        metrics.compare(
+        evaluation.compare(
             args.models, num_samples=args.num_samples, seed=args.seed, reference=args.reference,
             scheduler=args.scheduler, num_inference_steps=args.num_inference_steps, eta=args.eta,
             batch_size=args.batch_size, num_reference=args.num_reference, kid_subset_size=args.kid_subset_size,
@@ -253,10 +253,20 @@ def _add_export(sub):
     p.add_argument("--num_inference_steps", type=int, default=25)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--template", default=None, help="another card template (default: model_cards/ddpm-unconditional.md)")
+    t2i = p.add_argument_group("text-to-image runs (StableDiffusionPipeline folders)")
+    t2i.add_argument("--guidance_sweep", default=None, help="the JSON of benchmarks/guidance_sweep.py, for the card")
+    t2i.add_argument("--vae_run", default=None, help="the training run of its VAE (runs/vae-mnist), for vae/README.md")
+    t2i.add_argument("--vae_metrics", default=None, help="the JSON of benchmarks/vae_quality.py, for vae/README.md")
 
     def run(args):
-        from sd_course.model_card import export_pipeline
+        from sd_course.model_card import export_pipeline, export_text_to_image
+        from sd_course.text_to_image import is_text_to_image
 
+        if is_text_to_image(args.run):
+            out = export_text_to_image(args.run, args.output, args.metrics, args.guidance_sweep, args.vae_run,
+                                       args.vae_metrics, args.dataset_id, args.license, args.load_path)
+            print(f"wrote {out} (model cards: {out / 'README.md'}, {out / 'vae' / 'README.md'})")
+            return
         out = export_pipeline(
             args.run, args.output, metrics_json=args.metrics, name=args.name, dataset_id=args.dataset_id,
             license=args.license, summary=args.summary, hardware=args.hardware, train_command=args.train_command,

@@ -65,7 +65,7 @@ CODE_GLOBS = ("sd_course/**/*.py", "training/**/*.py")
 FILE_ORDER = (
     "sd_course/inversion.py", "sd_course/analytic.py", "sd_course/schedulers.py", "sd_course/models.py",
     "sd_course/diffusion.py", "sd_course/training.py", "sd_course/pipeline.py", "sd_course/autoencoder.py",
-    "sd_course/text_to_image.py", "sd_course/metrics.py", "sd_course/gan.py", "sd_course/course.py",
+    "sd_course/text_to_image.py", "sd_course/latents.py", "sd_course/metrics.py", "sd_course/gan.py", "sd_course/course.py",
 )
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -19,14 +19,14 @@ A: For a deterministic sampler, yes. DDIM with eta = 0 (Song et al. 2021) integr
    VAE's 256 numbers, this code is as large as the image (no compression) and it is not learned by an encoder but
    defined by the denoiser. Between two noises one must interpolate *spherically* (slerp): a straight line through
    the middle of a Gaussian passes through points of too small a norm, which the model never saw as x_T.
+Cmd: sd-course latents --vae pipelines/mini-sd-mnist/vae --output_dir docs/figures/latents
+Fig: docs/figures/latents/ddim_inversion.png
 """
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
-
 import torch
 
 from sd_course.errors import InputError

@@ -329,3 +329,190 @@ def _recover(output: Path, old: Path) -> None:
             shutil.rmtree(old)
         else:
             os.replace(old, output)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 4. Text-to-image runs (a StableDiffusionPipeline folder) and their autoencoder
+# ----------------------------------------------------------------------------------------------------------------
+
+T2I_TEMPLATE = "model_cards/text-to-image.md"
+VAE_TEMPLATE = "model_cards/diffusers-model.md"
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    return "| | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
+
+
+def _vae_card(vae_dir: Path, vae_run: Path | None, vae_metrics: dict | None, load_path: str, license: str,
+              dataset_id: str | None):
+    """The card of the pipeline's ``vae/`` (an AutoencoderKL of its own, loadable and pushable alone)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    config = json.loads((vae_dir / "config.json").read_text())
+    weights = sorted(vae_dir.glob("*.safetensors"))
+    record = read_run(vae_run) if vae_run else None
+    rows = []
+    if vae_metrics:
+        m = vae_metrics
+        rows += [("reconstruction (10,000 test digits)", f"MSE {m['mse']:.5f}, PSNR {m['psnr_db']:.1f} dB"),
+                 ("classifier accuracy", f"{m['classifier_accuracy_reconstructions']:.4f} on reconstructions, "
+                                         f"{m['classifier_accuracy_originals']:.4f} on the originals"),
+                 ("fid_mnist_classifier", f"{m['fid_reconstructions_of_train']:.2f} (reconstructions of train[:10k] "
+                                          f"vs test) against the real-data floor {m['fid_floor_train_vs_test']:.2f}"),
+                 ("latent std", f"{m['latents']['raw']['std']:.3f} raw, {m['latents']['scaled']['std']:.3f} scaled"),
+                 ("speed (2 CPU cores)", f"encode {m['encode_images_per_s']:.0f} images/s, decode "
+                                         f"{m['decode_images_per_s']:.0f} images/s")]
+    training = "Trained by `training/train_vae.py` (`sd_course/autoencoder.py`: L1 reconstruction + KL).\n\n"
+    if record and record.summary:
+        s = record.summary
+        training += _table([("steps", f"{s['global_step']} ({s['epochs']} epoch(s), batch "
+                                      f"{record.config.get('train_batch_size')})"),
+                            ("minutes", _minutes(s.get("train_seconds"))), ("hardware", s.get("hardware", "?")),
+                            ("final loss", f"{s['final_loss']:.4f}")])
+        training += "\n```bash\naccelerate launch --num_cpu_threads_per_process 2 training/train_vae.py " \
+                    "--config training/configs/vae-mnist.yaml --dataset_name ylecun/mnist --output_dir runs/vae-mnist\n```\n"
+    if rows:
+        training += "\n## Evaluation (`python benchmarks/vae_quality.py`)\n\n" + _table(rows)
+    data = ModelCardData(license=license, library_name="diffusers", datasets=[dataset_id] if dataset_id else None,
+                         tags=["diffusers", "autoencoder", "AutoencoderKL", "mnist", "sd_course"])
+    usage = ("\nEncode a batch of 1x32x32 digits in [-1, 1] (28x28 digits padded with black) to 4x8x8 latents, "
+             "scaled for a diffusion model:\n\n```python\nz = model.encode(x).latent_dist.sample() * "
+             "model.config.scaling_factor\nx_rec = model.decode(z / model.config.scaling_factor).sample\n```\n")
+    return ModelCard.from_template(
+        data, template_path=str(find_template(VAE_TEMPLATE)), model_name="mini-sd-mnist VAE",
+        summary="The digit autoencoder of the mini Stable Diffusion `mini-sd-mnist`: a KL autoencoder (diffusers "
+                "`AutoencoderKL`, Rombach et al. 2022) that turns a 32x32 digit into a 4x8x8 latent (784 pixels -> "
+                "256 numbers) and back. Its `scaling_factor` (1 / std of the training latents) is in its config.",
+        class_name="AutoencoderKL", load_path=load_path, usage=usage,
+        num_parameters=f"{(_count_from_safetensors(weights) or 0) / 1e6:.2f}M",
+        config_summary=f"channels {config['block_out_channels']}, {config['latent_channels']} latent channels, "
+                       f"scaling_factor {config.get('scaling_factor', 1.0):.4f}",
+        training=training,
+        limitations="Trained on MNIST only: other images are reconstructed as digit-like strokes. The KL term is "
+                    "small, so the latent space is smooth near real digits only (docs/latent_space.md).")
+
+
+def export_text_to_image(run_dir: str | Path, output: str | Path, metrics_json: str | Path | None = None,
+                         guidance_json: str | Path | None = None, vae_run: str | Path | None = None,
+                         vae_metrics_json: str | Path | None = None, dataset_id: str | None = None,
+                         license: str = "apache-2.0", load_path: str | None = None, seeds: int = 4,
+                         show_progress: bool = True) -> Path:
+    """Copy a text-to-image run (or snapshot) with its logs, a loss plot, a grid of the ten digits by prompt x
+    ``seeds`` seeds and two cards (the pipeline's and its VAE's) into ``output``, atomically."""
+    import torch
+
+    from sd_course.text_to_image import caption, generate_from_prompts, is_text_to_image, load_text_to_image_pipeline
+    from sd_course.viz import save_grid, write_loss_plot
+
+    run = Path(run_dir)
+    if not is_text_to_image(run):
+        raise InputError(f"{run} is not a text-to-image pipeline folder (model_index.json with a text_encoder)")
+    output = Path(output)
+    if output.resolve() == run.resolve():
+        raise InputError("--output must differ from the run folder: export writes a clean copy")
+    metrics = _read_json(Path(metrics_json), "metrics") if metrics_json else None
+    sweep = _read_json(Path(guidance_json), "guidance sweep") if guidance_json else None
+    vae_metrics = _read_json(Path(vae_metrics_json), "VAE metrics") if vae_metrics_json else None
+    find_template(T2I_TEMPLATE), find_template(VAE_TEMPLATE)
+    load_path = load_path or str(output)
+    staging, old = output.parent / f".{output.name}.export-new", output.parent / f".{output.name}.export-old"
+    _recover(output, old)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        index = json.loads((run / "model_index.json").read_text())
+        for entry in ["model_index.json"] + [k for k, v in index.items() if isinstance(v, list) and v[0]]:
+            src = run / entry
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, staging / entry)
+        record = read_run(run)
+        write_run_files(record, staging)
+        for name, value in (("metrics.json", metrics), ("guidance_sweep.json", sweep)):
+            if value is not None:
+                (staging / name).write_text(json.dumps(value, indent=2) + "\n")
+        write_loss_plot(staging / "loss.jsonl", staging / "loss.png", title=f"{output.name}: training loss")
+        pipe = load_text_to_image_pipeline(str(staging), "dpm++")
+        prompts = [caption(d, "a handwritten digit {word}") for d in range(10)]
+        rows = [generate_from_prompts(pipe, prompts, 1, 25, 4.0, seed=seed) for seed in range(seeds)]
+        save_grid(torch.cat(rows), staging / "samples.png", cols=10)
+        _vae_card(staging / "vae", Path(vae_run) if vae_run else None, vae_metrics, f"{load_path}/vae", license,
+                  dataset_id).save(staging / "vae" / "README.md")
+        card = _text_to_image_card(pipe, record, metrics, sweep, load_path, license, dataset_id, output.name)
+        card.save(staging / "README.md")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if output.exists():
+        os.replace(output, old)
+    os.replace(staging, output)
+    shutil.rmtree(old, ignore_errors=True)
+    return output
+
+
+def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, license, dataset_id, name):
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    from sd_course.metrics import FEATURE_NAME
+    from sd_course.models import count_parameters
+
+    s, c = record.summary or {}, record.config or {}
+    components = "".join(f"| `{n}` | `{type(getattr(pipe, n)).__name__}` | "
+                         f"{count_parameters(getattr(pipe, n)) / 1e6:.2f}M |\n"
+                         for n in ("vae", "text_encoder", "unet"))
+    components += f"| `tokenizer` | `CLIPTokenizer` | {len(pipe.tokenizer.get_vocab())} tokens (BPE learnt from " \
+                  f"the captions) |\n| `scheduler` | `{type(pipe.scheduler).__name__}` | " \
+                  f"`{pipe.scheduler.config.beta_schedule}`, T = {pipe.scheduler.config.num_train_timesteps} |\n"
+    training = _table([
+        ("data", f"{s.get('num_images', '?')} MNIST training digits, padded to 32x32, encoded once by the frozen VAE; "
+                 "captions from the labels (10 phrasings, words and numerals), 10% empty"),
+        ("recipe", f"AdamW lr {c.get('learning_rate')} ({c.get('lr_scheduler')}, {c.get('lr_warmup_steps')} warm-up "
+                   f"steps), batch {c.get('train_batch_size')}, EMA (max decay {c.get('ema_max_decay')}), "
+                   f"{c.get('mixed_precision')} precision, caption dropout {c.get('caption_dropout')}"),
+        ("length", f"{s.get('global_step')} steps, {s.get('epochs')} epochs, "
+                   f"{s.get('global_step', 0) * c.get('train_batch_size', 0):,} images seen"),
+        ("CPU-minutes", f"{_minutes(s.get('train_seconds'))} of optimisation ({s.get('images_per_s')} images/s)"),
+        ("hardware", s.get("hardware", "?")), ("software", s.get("software", "?")),
+        ("final loss", f"{_mean_last(record.losses) or float('nan'):.4f} (mean of the last 100 steps)")])
+    training += ("\nReproduce (on a GPU add `--num_epochs 100`; a run continues exactly with "
+                 "`--resume_from_checkpoint latest --num_epochs N`):\n\n```bash\naccelerate launch "
+                 "--num_cpu_threads_per_process 2 training/train_text_to_image.py --config "
+                 "training/configs/mini-sd-mnist.yaml --dataset_name ylecun/mnist --output_dir runs/mini-sd\n```\n\n"
+                 "![loss](loss.png)\n")
+    results = None
+    if metrics:
+        fid = metrics[f"fid_{FEATURE_NAME}"]
+        training += "\n## Evaluation\n\n" + _table([
+            ("prompt accuracy", f"{metrics['prompt_accuracy']:.3f} on the training phrasings, "
+                                f"{metrics['prompt_accuracy_heldout']:.3f} on held-out phrasings (the shipped MNIST "
+                                "classifier reads each image as the digit asked for)"),
+            ("fid_mnist_classifier", f"{fid:.2f} on {metrics['n']} samples (the real-data floor, FID of real training "
+                                     "digits against the test set, is 6.9 at n = 1,000: benchmarks/metric_floor.py)"),
+            ("precision / recall", f"{metrics[f'precision_{FEATURE_NAME}']:.3f} / {metrics[f'recall_{FEATURE_NAME}']:.3f}"),
+            ("setting", f"{metrics['n']} samples per phrasing set, {metrics['scheduler']} "
+                        f"{metrics['num_inference_steps']} steps, guidance {metrics['guidance_scale']}, seed "
+                        f"{metrics['seed']}, against {metrics.get('reference_spec', metrics.get('reference', '?'))}")])
+        if dataset_id:
+            results = [EvalResult(task_type="text-to-image", dataset_type=dataset_id, dataset_name=dataset_id,
+                                  dataset_split="test", metric_type="fid", metric_value=round(float(fid), 3),
+                                  metric_name="FID on sd_course's MNIST-classifier features")]
+    if sweep:
+        training += ("\n### Classifier-free guidance (`python benchmarks/guidance_sweep.py`)\n\n| w | prompt accuracy "
+                     "(training phrasings) | prompt accuracy (held-out) | FID |\n|---|---|---|---|\n")
+        training += "".join(f"| {r['guidance_scale']:g} | {r['prompt_accuracy']:.3f} | "
+                            f"{r['prompt_accuracy_heldout']:.3f} | {r['fid']:.1f} |\n" for r in sweep)
+    data = ModelCardData(license=license, library_name="diffusers", datasets=[dataset_id] if dataset_id else None,
+                         pipeline_tag="text-to-image", model_name=name, eval_results=results,
+                         tags=["diffusers", "stable-diffusion", "text-to-image", "mnist", "sd_course"])
+    summary = ("A mini Stable Diffusion trained from scratch on a CPU with sd_course: every part (autoencoder, "
+               "tokenizer, text encoder, U-Net) was trained here on MNIST, offline. Ask for a digit in words or "
+               "numerals (\"a handwritten digit seven\", \"the number 3\", \"7\").\n\n"
+               "![rows: seeds 0-3; columns: \"a handwritten digit zero\" ... \"nine\"; DPM-Solver++ 25 steps, "
+               "guidance 4](samples.png)")
+    return ModelCard.from_template(
+        data, template_path=str(find_template(T2I_TEMPLATE)), model_name=name, summary=summary,
+        load_path=load_path, example_prompt="a handwritten digit seven",
+        component_list="`vae/`, `tokenizer/`, `text_encoder/`, `unet/`, `scheduler/`; no safety checker",
+        components=components.rstrip("\n"), training=training,
+        limitations="32x32 grayscale digits only; it knows the ~25 words of its captions (others are read as single "
+                    "letters, with a warning from sd-course). Metrics use sd_course's MNIST classifier, not "
+                    "Inception: compare them with models scored the same way. EDM-Euler is not sampled correctly by "
+                    "the stock StableDiffusionPipeline (docs/stable_diffusion.md).")

@@ -27,6 +27,7 @@ A: Exactly as in pixel space (it predicts the noise in z_t, sd_course/diffusion.
    (one per latent position), keys and values from the text encoder's token vectors, so every position mixes in
    the tokens that matter to it ("seven" for the stroke of a 7). With the empty caption, the same network gives the
    unconditional prediction, which classifier-free guidance needs.
+Cmd: sd-course sample --model pipelines/mini-sd-mnist --prompt "a handwritten seven" --output sevens.png
 
 Q: What does classifier-free guidance compute, and why does it work?
 A: eps = eps_uncond + w (eps_cond - eps_uncond), with eps_uncond = eps_theta(z_t, t, "") and eps_cond =

@@ -1,4 +1,4 @@
-"""Tests of sd_course/metrics.py: the math by hand, the metric on real digits, evaluate / compare / the evaluator.
+"""Tests of sd_course/metrics.py and sd_course/evaluation.py: the math by hand, the metric on real digits, evaluate / compare / the evaluator.
 
     python -m pytest tests/test_metrics.py -q -x
 
@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sd_course import __version__, cli, metrics
+from sd_course import __version__, cli, evaluation, metrics
 from sd_course.classifier import DEFAULT_CLASSIFIER_DIR, load_classifier, sha256_of
 from sd_course.data import load_images
 from sd_course.errors import InputError
@@ -224,8 +224,8 @@ def test_evaluate_samples_folder_scores_real_digits_close_to_reference(tmp_path,
     real_folder = write_pngs(a[:300], tmp_path / "real", mode="RGB")  # RGB files with equal channels = grayscale
     noise_folder = write_pngs(metrics.pure_noise(300), tmp_path / "noise")
     kwargs = dict(reference=BUILTIN, num_reference=600, kid_subsets=10, show_progress=False, print_table=False)
-    real = metrics.evaluate(samples=str(real_folder), **kwargs)
-    noise = metrics.evaluate(samples=str(noise_folder), num_samples=100, **kwargs)
+    real = evaluation.evaluate(samples=str(real_folder), **kwargs)
+    noise = evaluation.evaluate(samples=str(noise_folder), num_samples=100, **kwargs)
     assert real["n"] == 300 and noise["n"] == 100 and real["scheduler"] is None
     assert real[FID] < 0.05 * noise[FID]
 
@@ -234,7 +234,7 @@ def test_empty_samples_folder_is_an_input_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no images here")
     with pytest.raises(InputError, match="holds no images"):
-        metrics.load_sample_folder(tmp_path / "empty")
+        evaluation.load_sample_folder(tmp_path / "empty")
     rc = cli.main(["evaluate", "--samples", str(tmp_path / "empty"), "--reference", BUILTIN])
     assert rc == 2 and "holds no images" in capsys.readouterr().err
 
@@ -248,7 +248,7 @@ def test_reference_of_another_size_or_channel_count_is_an_input_error(tmp_path, 
     datasets.Dataset.from_dict({"image": big}).cast_column("image", datasets.Image()).to_parquet(
         str(tmp_path / "ref32" / "test.parquet"))
     with pytest.raises(InputError, match="1-channel 28x28 images but the reference .* 1-channel 32x32"):
-        metrics.evaluate(samples=str(samples), reference=str(tmp_path / "ref32"), print_table=False,
+        evaluation.evaluate(samples=str(samples), reference=str(tmp_path / "ref32"), print_table=False,
                          show_progress=False)
     # 3-channel samples against a 1-channel reference (colour noise is not a grayscale digit)
     colour = tmp_path / "colour"
@@ -257,7 +257,7 @@ def test_reference_of_another_size_or_channel_count_is_an_input_error(tmp_path, 
         Image.fromarray(metrics.pure_noise(1, (3, 28, 28), seed=i)[0].permute(1, 2, 0).numpy(), "RGB").save(
             colour / f"{i}.png")
     with pytest.raises(InputError, match="3-channel 28x28 images but the reference .* 1-channel 28x28"):
-        metrics.evaluate(samples=str(colour), reference=BUILTIN, num_reference=50, print_table=False,
+        evaluation.evaluate(samples=str(colour), reference=BUILTIN, num_reference=50, print_table=False,
                          show_progress=False)
 
 
@@ -301,14 +301,14 @@ def test_make_evaluator_returns_repeatable_floats(tmp_path):
 
     pipe = DDPMPipeline.from_pretrained(save_tiny_pipeline(tmp_path / "tiny"))
     pipe.unet.train()
-    evaluator = metrics.make_evaluator(BUILTIN, num_samples=16, num_inference_steps=2, num_reference=200)
+    evaluator = evaluation.make_evaluator(BUILTIN, num_samples=16, num_inference_steps=2, num_reference=200)
     first, second = evaluator(pipe), evaluator(pipe)
     assert first == second  # the same seed every call: only the model can change the numbers
     assert set(first) >= {FID, f"kid_{metrics.FEATURE_NAME}_mean", f"precision_{metrics.FEATURE_NAME}",
                           f"recall_{metrics.FEATURE_NAME}", f"mean_confidence_{metrics.FEATURE_NAME}"}
     assert all(isinstance(v, float) and math.isfinite(v) for v in first.values())
     assert pipe.unet.training  # left as it was found
-    ddim = metrics.make_evaluator(BUILTIN, num_samples=16, num_inference_steps=2, num_reference=200,
+    ddim = evaluation.make_evaluator(BUILTIN, num_samples=16, num_inference_steps=2, num_reference=200,
                                   scheduler="ddim")(pipe)
     assert ddim[FID] != first[FID]  # another sampler, other samples...
     assert type(pipe.scheduler).__name__ == "DDPMScheduler"  # ... and the training pipeline is untouched

@@ -15,12 +15,12 @@ from sd_course.errors import InputError
 def trained_run(tmp_path_factory):
     """A tiny 28x28 run (so that the MNIST metrics apply) with EMA, two epochs and their snapshots, its logs and a
     metrics JSON."""
-    from sd_course import metrics, training
+    from sd_course import evaluation, training
 
     run = tmp_path_factory.mktemp("card") / "run"
     training.main(tiny_run_args(run, resolution=28, max_train_samples=32, max_train_steps=4, use_ema=True,
                                 save_model_epochs=1))  # 2 steps per epoch: snapshots epoch-0001/, epoch-0002/
-    metrics.evaluate(model=str(run), reference="builtin:mnist-2k:train", num_reference=200, num_samples=20,
+    evaluation.evaluate(model=str(run), reference="builtin:mnist-2k:train", num_reference=200, num_samples=20,
                      scheduler="ddim", num_inference_steps=2, output_json=str(run / "metrics.json"),
                      show_progress=False, print_table=False)
     return run

@@ -17,7 +17,6 @@ from safetensors.torch import load_file
 from conftest import REPO, run_python
 from sd_course.errors import InputError
 from sd_course.text_to_image import (
-    DIGIT_WORDS,
     HELDOUT_TEMPLATES,
     TRAIN_TEMPLATES,
     TextToImage,
@@ -298,3 +297,54 @@ def test_stock_stable_diffusion_pipeline_samples_the_exact_distribution(alias, t
         assert mean_error > 0.05 or std_error > 0.25, (alias, mean_error, std_error)
     else:
         assert mean_error < 0.05 and std_error < 0.25, (alias, mean_error, std_error)
+
+
+def test_evaluate_reports_prompt_accuracy_on_training_and_held_out_phrasings(tmp_path, capsys):
+    """`sd-course evaluate` on a text-to-image folder (an untrained 32x32 one: the plumbing, not the quality)."""
+    from diffusers import DDPMScheduler
+
+    from sd_course.cli import main as cli
+    from sd_course.models import build_conditional_unet, build_text_encoder, build_vae
+    from sd_course.text_to_image import make_pipeline
+
+    torch.manual_seed(0)
+    tokenizer = train_tokenizer([text for _, text in digit_prompts()] + [""], max_length=16)
+    text_encoder = build_text_encoder("tiny-sd", vocab_size=len(tokenizer.get_vocab()), max_length=16,
+                                      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                      pad_token_id=tokenizer.pad_token_id)
+    vae = build_vae("tiny-vae", resolution=32)  # latents 4x16x16
+    unet = build_conditional_unet("tiny-sd", 16, 4, text_encoder.config.hidden_size)
+    make_pipeline(vae, tokenizer, text_encoder, unet, DDPMScheduler(num_train_timesteps=100, clip_sample=False)
+                  ).save_pretrained(tmp_path / "sd")
+    out = tmp_path / "metrics.json"
+    assert cli(["evaluate", "--model", str(tmp_path / "sd"), "--reference", "builtin:mnist-2k:train",
+                "--num_reference", "200", "--num_samples", "20", "--num_inference_steps", "2",
+                "--guidance_scale", "2", "--output_json", str(out)]) == 0
+    assert "prompt accuracy:" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    for key in ("prompt_accuracy", "prompt_accuracy_heldout", "fid_mnist_classifier", "recall_mnist_classifier"):
+        assert 0 <= result[key] and (result[key] <= 1 or key.startswith("fid")), key
+    assert len(result["train_templates"]["prompt_accuracy_per_digit"]) == 10
+    assert result["guidance_scale"] == 2 and result["n"] == 20
+
+
+def test_export_writes_a_loadable_folder_with_both_cards(tmp_path, tiny_sd, tiny_vae):
+    from diffusers import AutoencoderKL, StableDiffusionPipeline
+    from huggingface_hub import ModelCard
+
+    from sd_course.cli import main as cli
+
+    out = tmp_path / "mini-sd"
+    assert cli(["export", str(tiny_sd), "--output", str(out), "--vae_run", str(tiny_vae),
+                "--dataset_id", "ylecun/mnist", "--license", "cc-by-sa-3.0"]) == 0
+    for name in ("samples.png", "loss.png", "loss.jsonl", "train_summary.json", "tokenizer/merges.txt"):
+        assert (out / name).is_file(), name
+    assert not list(out.glob("checkpoint-*")) and not (out / "logs").exists()
+    card = ModelCard.load(out / "README.md")
+    assert card.data.pipeline_tag == "text-to-image" and card.data.library_name == "diffusers"
+    assert "CLIPTextModel" in card.text and "samples.png" in card.text
+    assert "AutoencoderKL" in ModelCard.load(out / "vae" / "README.md").text
+    StableDiffusionPipeline.from_pretrained(str(out))
+    AutoencoderKL.from_pretrained(str(out / "vae"))
+    assert cli(["export", str(tmp_path / "nothing"), "--output", str(out)]) == 2  # not a run: the old export stays
+    assert (out / "README.md").is_file()

@@ -14,7 +14,7 @@ from sd_course.training import main
 
 def evaluator(cfg):
     """Metrics during training (--eval_epochs K --eval_samples N): imported only when asked for."""
-    from sd_course.metrics import training_evaluator
+    from sd_course.evaluation import training_evaluator
 
     return training_evaluator(cfg)
 
