@@ -15,6 +15,28 @@ import json
 from sd_course import evaluation, metrics
 
 
+def plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    w = [r["guidance_scale"] for r in rows]
+    ax.plot(w, [r["prompt_accuracy"] for r in rows], "o-", label="prompt accuracy (training phrasings)")
+    ax.plot(w, [r["prompt_accuracy_heldout"] for r in rows], "s--", label="prompt accuracy (held-out phrasings)")
+    ax.set_xscale("log")
+    ax.set_xticks(w, [f"{x:g}" for x in w])
+    ax.minorticks_off()
+    ax.set_xlabel("guidance scale w"), ax.set_ylabel("prompt accuracy")
+    ax2 = ax.twinx()
+    ax2.plot(w, [r["fid"] for r in rows], "^:", color="C3", label="FID (classifier features)")
+    ax2.set_ylabel("FID", color="C3")
+    fig.legend(loc="lower center", fontsize=8, ncol=2)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.savefig(path, dpi=110)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="pipelines/mini-sd-mnist")
@@ -25,7 +47,12 @@ def main(argv=None):
     p.add_argument("--scheduler", default="dpm++")
     p.add_argument("--output_json", default=None)
     p.add_argument("--output_plot", default="guidance.png")
+    p.add_argument("--plot_from", default=None, help="redraw the plot from an --output_json of an earlier run")
     args = p.parse_args(argv)
+    if args.plot_from:
+        with open(args.plot_from) as f:
+            plot(json.load(f), args.output_plot)
+        return
     fid = f"fid_{metrics.FEATURE_NAME}"
     rows = []
     for scale in [float(s) for s in args.scales.split(",")]:
@@ -42,22 +69,7 @@ def main(argv=None):
     for r in rows:
         print(f"| {r['guidance_scale']:g} | {r['prompt_accuracy']:.3f} | {r['prompt_accuracy_heldout']:.3f} | "
               f"{r['fid']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} |")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    w = [r["guidance_scale"] for r in rows]
-    ax.plot(w, [r["prompt_accuracy"] for r in rows], "o-", label="prompt accuracy (training phrasings)")
-    ax.plot(w, [r["prompt_accuracy_heldout"] for r in rows], "s--", label="prompt accuracy (held-out phrasings)")
-    ax.set_xlabel("guidance scale w"), ax.set_ylabel("prompt accuracy"), ax.set_xscale("log")
-    ax2 = ax.twinx()
-    ax2.plot(w, [r["fid"] for r in rows], "^:", color="C3", label="FID (classifier features)")
-    ax2.set_ylabel("FID", color="C3")
-    fig.legend(loc="lower center", fontsize=8, ncol=2)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    fig.savefig(args.output_plot, dpi=110)
+    plot(rows, args.output_plot)
     print(f"wrote {args.output_plot}")
     if args.output_json:
         with open(args.output_json, "w") as f:

@@ -71,7 +71,9 @@ def _add_sample(sub):
     t2i = p.add_argument_group("text-to-image models (a StableDiffusionPipeline folder, e.g. pipelines/mini-sd-mnist)")
     t2i.add_argument("--prompt", default=None, help='what to draw, e.g. "a handwritten seven" or "3"')
     t2i.add_argument("--negative_prompt", default=None, help="what to steer away from (replaces the empty prompt)")
-    t2i.add_argument("--guidance_scale", type=float, default=4.0, help="classifier-free guidance, >= 1 (1: none)")
+    t2i.add_argument("--guidance_scale", type=float, default=2.0,
+                     help="classifier-free guidance, >= 1 (1: none; 2 is best for pipelines/mini-sd-mnist: "
+                          "benchmarks/README.md)")
     t2i.add_argument("--height", type=int, default=None, help="default: the model's own size")
     t2i.add_argument("--width", type=int, default=None, help="default: the model's own size")
 
@@ -181,7 +183,7 @@ def _add_evaluate(sub):
                    help="also compute standard Inception FID (needs torchmetrics[image] and the weights)")
     p.add_argument("--inception_weights", default=None, help="local FID Inception weights (implies --inception_fid)")
     p.add_argument("--output_json", default=None, help="write all numbers and their provenance here")
-    p.add_argument("--guidance_scale", type=float, default=4.0,
+    p.add_argument("--guidance_scale", type=float, default=2.0,
                    help="text-to-image models: classifier-free guidance (each digit is asked for in turn and the "
                         "share the classifier reads as that digit is reported: prompt accuracy)")
 

@@ -123,7 +123,8 @@ def _minutes(seconds: float | None) -> str:
 def evaluation_markdown(metrics: dict | None, per_epoch: list[dict] | None = None) -> str:
     """The card's evaluation section: the metrics of ``sd-course evaluate`` and, when the run logged them
     (``--eval_epochs``), the same scores per epoch."""
-    from sd_course.metrics import FEATURE_NAME, TABLE_METRICS
+    from sd_course.evaluation import TABLE_METRICS
+    from sd_course.metrics import FEATURE_NAME
 
     if not metrics and not per_epoch:
         return "Not evaluated yet: run `sd-course evaluate` and export again with `--metrics`."
@@ -336,6 +337,7 @@ def _recover(output: Path, old: Path) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 T2I_TEMPLATE = "model_cards/text-to-image.md"
+GRID_GUIDANCE = 2.0  # the guidance of the card's grid: the best FID with full prompt accuracy (guidance sweep)
 VAE_TEMPLATE = "model_cards/diffusers-model.md"
 
 
@@ -430,9 +432,10 @@ def export_text_to_image(run_dir: str | Path, output: str | Path, metrics_json: 
             if value is not None:
                 (staging / name).write_text(json.dumps(value, indent=2) + "\n")
         write_loss_plot(staging / "loss.jsonl", staging / "loss.png", title=f"{output.name}: training loss")
-        pipe = load_text_to_image_pipeline(str(staging), "dpm++")
+        pipe = load_text_to_image_pipeline(str(staging))  # the folder's own scheduler, for the card
+        sampler = load_text_to_image_pipeline(str(staging), "dpm++")
         prompts = [caption(d, "a handwritten digit {word}") for d in range(10)]
-        rows = [generate_from_prompts(pipe, prompts, 1, 25, 4.0, seed=seed) for seed in range(seeds)]
+        rows = [generate_from_prompts(sampler, prompts, 1, 25, GRID_GUIDANCE, seed=seed) for seed in range(seeds)]
         save_grid(torch.cat(rows), staging / "samples.png", cols=10)
         _vae_card(staging / "vae", Path(vae_run) if vae_run else None, vae_metrics, f"{load_path}/vae", license,
                   dataset_id).save(staging / "vae" / "README.md")
@@ -453,6 +456,7 @@ def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, lice
 
     from sd_course.metrics import FEATURE_NAME
     from sd_course.models import count_parameters
+    from sd_course.text_to_image import known_words
 
     s, c = record.summary or {}, record.config or {}
     components = "".join(f"| `{n}` | `{type(getattr(pipe, n)).__name__}` | "
@@ -466,7 +470,7 @@ def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, lice
                  "captions from the labels (10 phrasings, words and numerals), 10% empty"),
         ("recipe", f"AdamW lr {c.get('learning_rate')} ({c.get('lr_scheduler')}, {c.get('lr_warmup_steps')} warm-up "
                    f"steps), batch {c.get('train_batch_size')}, EMA (max decay {c.get('ema_max_decay')}), "
-                   f"{c.get('mixed_precision')} precision, caption dropout {c.get('caption_dropout')}"),
+                   f"{'fp32' if c.get('mixed_precision') == 'no' else c.get('mixed_precision')}, caption dropout {c.get('caption_dropout')}"),
         ("length", f"{s.get('global_step')} steps, {s.get('epochs')} epochs, "
                    f"{s.get('global_step', 0) * c.get('train_batch_size', 0):,} images seen"),
         ("CPU-minutes", f"{_minutes(s.get('train_seconds'))} of optimisation ({s.get('images_per_s')} images/s)"),
@@ -506,13 +510,14 @@ def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, lice
                "tokenizer, text encoder, U-Net) was trained here on MNIST, offline. Ask for a digit in words or "
                "numerals (\"a handwritten digit seven\", \"the number 3\", \"7\").\n\n"
                "![rows: seeds 0-3; columns: \"a handwritten digit zero\" ... \"nine\"; DPM-Solver++ 25 steps, "
-               "guidance 4](samples.png)")
+               f"guidance {GRID_GUIDANCE:g}](samples.png)")
     return ModelCard.from_template(
         data, template_path=str(find_template(T2I_TEMPLATE)), model_name=name, summary=summary,
         load_path=load_path, example_prompt="a handwritten digit seven",
         component_list="`vae/`, `tokenizer/`, `text_encoder/`, `unet/`, `scheduler/`; no safety checker",
         components=components.rstrip("\n"), training=training,
-        limitations="32x32 grayscale digits only; it knows the ~25 words of its captions (others are read as single "
-                    "letters, with a warning from sd-course). Metrics use sd_course's MNIST classifier, not "
+        limitations=f"32x32 grayscale digits only; it knows the {len(known_words(pipe.tokenizer) or [])} words of its "
+                    "captions (tokenizer/caption_words.json; others are read as single letters, with a warning from "
+                    "sd-course). Metrics use sd_course's MNIST classifier, not "
                     "Inception: compare them with models scored the same way. EDM-Euler is not sampled correctly by "
                     "the stock StableDiffusionPipeline (docs/stable_diffusion.md).")

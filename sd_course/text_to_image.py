@@ -2,7 +2,7 @@
 
     accelerate launch --num_cpu_threads_per_process 2 training/train_text_to_image.py \\
         --config training/configs/mini-sd-mnist.yaml --dataset_name ../shared/data/mnist --output_dir runs/mini-sd
-    sd-course sample --model pipelines/mini-sd-mnist --prompt "a handwritten seven" --guidance_scale 4 --output 7.png
+    sd-course sample --model pipelines/mini-sd-mnist --prompt "a handwritten seven" --guidance_scale 2 --output 7.png
     python -c "from diffusers import StableDiffusionPipeline as P; P.from_pretrained('pipelines/mini-sd-mnist')('3')"
 
 Every part is a standard class, trained here, offline (Rombach et al. 2022, with CLIP's text tower):

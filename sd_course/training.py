@@ -156,6 +156,8 @@ class Objective:
       built from an fp32 copy of the model that holds the EMA weights when ``--use_ema``.
     * ``sample_images(saveable) -> (images, rows)``: the PIL images of the epoch-end grid (``None``: no grid).
     * ``summary(saveable) -> dict``: extra numbers for train_summary.json (optional).
+    * ``last_logs``: a dict of extra numbers of the last step, logged beside the loss (optional; the autoencoder
+      logs its reconstruction and KL terms).
     """
 
     name = "train"
