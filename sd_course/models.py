@@ -67,21 +67,7 @@ PRESETS = {
 
 def unet_config(name_or_path: str) -> dict:
     """A preset name (``mnist``, ``cifar10``, ``tiny``), a ``config.json`` or a folder holding one -> config dict."""
-    if name_or_path in PRESETS:
-        return dict(PRESETS[name_or_path])
-    path = Path(name_or_path)
-    if path.is_dir():
-        path = path / "config.json"
-    if not path.is_file():
-        raise InputError(f"--model_config_name_or_path {name_or_path!r} is neither a preset {sorted(PRESETS)} "
-                         "nor a UNet2DModel config.json (or a folder holding one)")
-    try:
-        config = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path} is not valid JSON ({e})") from e
-    if config.get("_class_name", "UNet2DModel") != "UNet2DModel":
-        raise InputError(f"{path} describes a {config['_class_name']}, not a UNet2DModel")
-    return {k: v for k, v in config.items() if not k.startswith("_")}
+    return _preset_or_config(name_or_path, PRESETS, "UNet2DModel", "--model_config_name_or_path")
 
 
 def num_downsamples(config: dict) -> int:
