@@ -78,10 +78,17 @@ def _add_sample(sub):
     t2i.add_argument("--width", type=int, default=None, help="default: the model's own size")
 
     def run(args):
+        from sd_course.gan import is_gan, write_gan_samples
         from sd_course.text_to_image import is_text_to_image, write_prompt_samples
         from sd_course.viz import write_samples
 
-        if args.model is not None and is_text_to_image(args.model):
+        if args.model is not None and is_gan(args.model):
+            if args.prompt is not None or args.scheduler is not None or args.num_inference_steps is not None:
+                raise InputError(f"{args.model} is a GAN generator: it samples in one network call, without a "
+                                 "scheduler or a prompt; drop --prompt, --scheduler and --num_inference_steps")
+            written = write_gan_samples(args.model, args.num_images, args.batch_size, args.seed, args.output,
+                                        args.output_dir)
+        elif args.model is not None and is_text_to_image(args.model):
             written = write_prompt_samples(args.model, args.prompt, args.negative_prompt, args.guidance_scale,
                                            args.scheduler, args.num_inference_steps, args.num_images, args.batch_size,
                                            args.seed, args.height, args.width, args.output, args.output_dir)

@@ -280,6 +280,16 @@ def detect_image_mode(ds, image_column: str, sample: int = 256) -> str:
     return "L" if kinds == {1} else "RGB"
 
 
+def load_run_dataset(cfg, accelerator, label_column: str | None = None):
+    """The training set named by a run's config (the data flags every ``TrainConfig`` has) -> (dataset, info).
+    The main process reads it first (filling the ``datasets`` cache), then the others read the cache."""
+    with accelerator.main_process_first():
+        return load_train_dataset(
+            cfg.dataset_name, cfg.train_data_dir, cfg.resolution, cfg.split, cfg.image_column, label_column,
+            cfg.image_mode, cfg.resize_mode, cfg.max_train_samples, cfg.dataset_config_name, cfg.cache_dir,
+            show_progress=accelerator.is_local_main_process)
+
+
 def load_train_dataset(
     dataset_name: str | None = None,
     train_data_dir: str | None = None,

@@ -120,15 +120,11 @@ class PixelDiffusion(Objective):
     config_class = DiffusionConfig
 
     def build(self, accelerator):
-        from sd_course.data import load_train_dataset
+        from sd_course.data import load_run_dataset
         from sd_course.models import build_unet
 
         cfg = self.cfg
-        with accelerator.main_process_first():
-            dataset, info = load_train_dataset(
-                cfg.dataset_name, cfg.train_data_dir, cfg.resolution, cfg.split, cfg.image_column, None, cfg.image_mode,
-                cfg.resize_mode, cfg.max_train_samples, cfg.dataset_config_name, cfg.cache_dir,
-                show_progress=accelerator.is_local_main_process)
+        dataset, info = load_run_dataset(cfg, accelerator)
         self.noise_scheduler = make_noise_scheduler(cfg)
         return dataset, info, build_unet(cfg.model_config_name_or_path, info.resolution, info.num_channels)
 

@@ -37,7 +37,7 @@ from sd_course.metrics import (
     reference_summary,
     score_images,
 )
-from sd_course.schedulers import check_steps_value
+from sd_course.schedulers import check_steps_value, noise_schedule_of
 
 
 
@@ -142,9 +142,21 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
     extractor = load_feature_extractor(classifier)
     inception = build_inception_fid(inception_weights) if inception_fid_ or inception_weights else None
     # The cheap checks first: the user's folder or pipeline, then the reference against them, then the sampling.
+    from sd_course.gan import is_gan
+
+    gan = model is not None and is_gan(model)
     if samples is not None:
         images = load_sample_folder(samples, num_samples)
         shape, what = tuple(images.shape[1:]), f"images in {samples!r}"
+    elif gan:  # the GAN baseline (sd_course/gan.py): one network call per image, no scheduler
+        from sd_course.gan import load_generator
+
+        if scheduler is not None or num_inference_steps is not None or eta is not None:
+            raise InputError(f"{model} is a GAN generator: it samples in one network call, without a scheduler; "
+                             "drop --scheduler, --num_inference_steps and --eta")
+        generator = load_generator(model)
+        config = generator.config
+        shape, what = (config.out_channels, config.sample_size, config.sample_size), f"samples of {model!r}"
     else:
         from sd_course.pipeline import load_pipeline
 
@@ -155,6 +167,11 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
     info = dict(source="samples" if samples is not None else "model", model=model, samples=samples, seed=seed)
     if samples is not None:
         info.update(scheduler=None, num_inference_steps=None)
+    elif gan:
+        from sd_course.gan import generate
+
+        images = generate(generator, num_samples or 1000, seed, batch_size)
+        info.update(scheduler=None, num_inference_steps=1)  # one call of G per image
     else:
         images, info["scheduler"], info["num_inference_steps"] = _generate(
             pipe, num_samples or 1000, seed, scheduler, num_inference_steps, batch_size, eta, show_progress)
@@ -431,18 +448,27 @@ def make_evaluator(reference: str, num_samples: int, seed: int = 0, num_inferenc
     _check_counts(num_samples, kid_subset_size)
     extractor = load_feature_extractor(classifier)
     ref = prepare_reference(reference, extractor, num_reference, show_progress=show_progress)
-    sampler = {}  # the pipeline that samples: built on the first call when another scheduler is asked for
+    sampler = {}  # the pipeline that samples, by training noise schedule: built when another scheduler is asked for
 
     def evaluator(pipeline) -> dict[str, float]:
+        from sd_course.gan import DCGANGenerator, generate
+
+        if isinstance(pipeline, DCGANGenerator):  # the GAN baseline: one call of its generator per image
+            check_same_kind((pipeline.config.out_channels, pipeline.config.sample_size, pipeline.config.sample_size),
+                            ref.image_shape, ref.spec, "samples of the generator")
+            return _scores(generate(pipeline, num_samples, seed, batch_size))
         if scheduler is not None:
-            if "pipe" not in sampler:  # load_pipeline knows the schedulers; give it a saved copy, once
+            # one evaluator may score models trained with different noise schedules (benchmarks/recipe_sweep.py):
+            # the sampler must use each model's own betas, so rebuild it whenever the schedule changes
+            schedule = json.dumps(noise_schedule_of(pipeline.scheduler), sort_keys=True, default=str)
+            if sampler.get("schedule") != schedule:  # load_pipeline knows the schedulers; give it a saved copy
                 import tempfile
 
                 from sd_course.pipeline import load_pipeline
 
                 with tempfile.TemporaryDirectory() as tmp:
                     pipeline.save_pretrained(tmp)
-                    sampler["pipe"] = load_pipeline(tmp, scheduler)
+                    sampler.update(pipe=load_pipeline(tmp, scheduler), schedule=schedule)
             sampler["pipe"].unet = pipeline.unet  # always the live (just trained) weights
             pipe = sampler["pipe"]
         else:
@@ -455,6 +481,9 @@ def make_evaluator(reference: str, num_samples: int, seed: int = 0, num_inferenc
                                      show_progress)
         finally:
             pipe.unet.train(was_training)
+        return _scores(images)
+
+    def _scores(images) -> dict[str, float]:
         result = score_images(images, ref, extractor, seed, kid_subset_size)
         return {k: float(v) for k, v in result.items() if isinstance(v, (int, float)) and k not in
                 ("n", "kid_subset_size", "kid_subsets", "nearest_k", "precision_recall_n")}
@@ -465,6 +494,6 @@ def make_evaluator(reference: str, num_samples: int, seed: int = 0, num_inferenc
 def training_evaluator(cfg):
     """The ``--eval_epochs K --eval_samples N`` hook of ``sd_course.training`` (see training/train_unconditional.py):
     samples ``cfg.eval_samples`` images with DDIM (``cfg.ddpm_num_inference_steps`` steps, seed ``cfg.seed``) and
-    scores them against ``cfg.eval_reference``."""
+    scores them against ``cfg.eval_reference``. (A GAN's config has no steps: its generator needs one call.)"""
     return make_evaluator(cfg.eval_reference, cfg.eval_samples, seed=cfg.seed,
-                          num_inference_steps=cfg.ddpm_num_inference_steps, scheduler="ddim")
+                          num_inference_steps=getattr(cfg, "ddpm_num_inference_steps", 50), scheduler="ddim")

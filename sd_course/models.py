@@ -39,6 +39,31 @@ PRESETS = {
         attention_head_dim=32,  # 128 channels at 7x7 -> 4 heads
         norm_num_groups=16,  # GroupNorm groups (must divide every width)
     ),
+    # The `mnist` U-Net with one residual block per level instead of two (~2.7M parameters): 1.6x the training
+    # images/s of `mnist` on 2 CPU cores (benchmarks/README.md section 2 compares their quality per CPU-minute).
+    "mnist-small": dict(
+        sample_size=28,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(32, 64, 128),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        attention_head_dim=32,  # 128 channels at 7x7 -> 4 heads
+        norm_num_groups=16,
+    ),
+    # Half the widths of `mnist` (~1.0M parameters, 2.4x its training images/s): the size of the GAN baseline.
+    "mnist-narrow": dict(
+        sample_size=28,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(16, 32, 64),
+        layers_per_block=2,
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        attention_head_dim=32,  # 64 channels at 7x7 -> 2 heads
+        norm_num_groups=8,
+    ),
     # 32x32 colour images (CIFAR-10, ~16M parameters): 32 -> 16 -> 8, attention at 16x16 and 8x8 as in Ho et al. 2020.
     "cifar10": dict(
         sample_size=32,

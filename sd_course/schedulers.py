@@ -196,6 +196,22 @@ def _init_keys(cls) -> set:
     return set(inspect.signature(cls.__init__).parameters)
 
 
+def _schedule_for(cls, noise_schedule: dict) -> dict:
+    """The keys of ``noise_schedule`` that ``cls`` takes, in a form it can build.
+
+    Only DDPM (and RePaint) compute the ``sigmoid`` schedule (Jabri et al. 2022); every other sampler raises
+    NotImplementedError for it. They all accept the betas themselves (``trained_betas``): same noise levels.
+    """
+    keys = _init_keys(cls)
+    wanted = {key: value for key, value in noise_schedule.items() if key in keys}
+    if wanted.get("beta_schedule") == "sigmoid" and "trained_betas" in keys and \
+            cls.__name__ not in ("DDPMScheduler", "DDPMParallelScheduler", "RePaintScheduler"):
+        known = {k: noise_schedule[k] for k in ("num_train_timesteps", "beta_start", "beta_end") if k in noise_schedule}
+        betas = DDPMScheduler(beta_schedule="sigmoid", **known).betas
+        wanted.update(beta_schedule="linear", trained_betas=betas.tolist())
+    return wanted
+
+
 def with_noise_schedule(scheduler, noise_schedule: dict):
     """``scheduler`` rebuilt with the model's noise schedule where it states another one (else returned as is).
 
@@ -206,7 +222,7 @@ def with_noise_schedule(scheduler, noise_schedule: dict):
     the wrong noise levels (sigma_max 25 instead of 157; measured in tests/test_pipeline.py). Folders read from disk
     are not affected (their config states every key), schedulers built in memory are.
     """
-    wanted = {key: value for key, value in noise_schedule.items() if key in _init_keys(type(scheduler))}
+    wanted = _schedule_for(type(scheduler), noise_schedule)
     if all(scheduler.config.get(key) == value for key, value in wanted.items()):
         return scheduler
     with quiet_diffusers():
@@ -222,7 +238,7 @@ def make_scheduler(name: str, config):
     class_name = resolve_scheduler_name(name)
     cls = getattr(diffusers, class_name)
     try:
-        overrides = {key: value for key, value in noise_schedule_of(config).items() if key in _init_keys(cls)}
+        overrides = _schedule_for(cls, noise_schedule_of(config))
     except (TypeError, ValueError):  # the placeholder class diffusers defines when torchsde is missing
         overrides = {}
     if class_name == "DPMSolverSinglestepScheduler":

@@ -312,7 +312,7 @@ class TextToImage(Objective):
         return vae, tokenizer, text_encoder, unet, make_noise_scheduler(cfg, clip_sample=False)
 
     def build(self, accelerator):
-        from sd_course.data import load_hf_dataset, load_train_dataset
+        from sd_course.data import load_hf_dataset, load_run_dataset
 
         cfg = self.cfg
         with accelerator.main_process_first():
@@ -326,10 +326,7 @@ class TextToImage(Objective):
             elif cfg.label_column not in raw.column_names:
                 raise InputError(f"--label_column {cfg.label_column!r} is not a column of the dataset; its columns are "
                                  f"{raw.column_names}: pass the column of class labels, or --caption_column")
-            images, info = load_train_dataset(
-                cfg.dataset_name, cfg.train_data_dir, cfg.resolution, cfg.split, cfg.image_column, cfg.label_column,
-                cfg.image_mode, cfg.resize_mode, cfg.max_train_samples, cfg.dataset_config_name, cfg.cache_dir,
-                show_progress=accelerator.is_local_main_process)
+        images, info = load_run_dataset(cfg, accelerator, cfg.label_column)
         texts = captions if captions is not None else [text for _, text in digit_prompts()]
         self.vae, self.tokenizer, text_encoder, unet, self.noise_scheduler = self._components(texts + [""])
         self.vae.requires_grad_(False)
@@ -528,7 +525,7 @@ def write_prompt_samples(model: str, prompt: Optional[str], negative_prompt: Opt
                          output: Optional[str] = None, output_dir: Optional[str] = None) -> dict:
     """`sd-course sample --prompt ...`: ``num_images`` images of one prompt as a grid (and/or one PNG each)."""
     from sd_course.schedulers import check_num_inference_steps, check_steps_value, resolve_scheduler_name
-    from sd_course.viz import check_output_dir, check_output_file, save_grid, save_images
+    from sd_course.viz import check_sample_outputs, write_sample_outputs
 
     if prompt is None:
         raise InputError(f"{model} is a text-to-image model: pass --prompt \"a handwritten seven\" (and optionally "
@@ -541,12 +538,7 @@ def write_prompt_samples(model: str, prompt: Optional[str], negative_prompt: Opt
     if scheduler is not None:
         resolve_scheduler_name(scheduler)  # a typo fails before the weights are loaded
     check_steps_value(num_inference_steps)
-    if output is None and output_dir is None:
-        output = "samples.png"
-    if output is not None:
-        check_output_file(output)
-    if output_dir is not None:
-        check_output_dir(output_dir)
+    output, output_dir = check_sample_outputs(output, output_dir)
     pipe = load_text_to_image_pipeline(model, scheduler)
     check_guidance_and_size(pipe, guidance_scale, height, width)
     for text, what in ((prompt, "prompt"), (negative_prompt, "negative prompt")):
@@ -555,9 +547,4 @@ def write_prompt_samples(model: str, prompt: Optional[str], negative_prompt: Opt
     steps = check_num_inference_steps(pipe.scheduler, num_inference_steps)
     images = generate_from_prompts(pipe, [prompt], num_images, steps, guidance_scale, negative_prompt, seed,
                                    batch_size, height=height, width=width)
-    written = {}
-    if output is not None:
-        written["grid"] = save_grid(images, output)
-    if output_dir is not None:
-        written["images"] = save_images(images, output_dir)
-    return written
+    return write_sample_outputs(images, output, output_dir)

@@ -321,27 +321,39 @@ def write_loss_plot(loss_jsonl, output="loss.png", title: str = "training loss")
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def write_samples(model=None, scheduler=None, num_inference_steps=None, num_images=16, batch_size=64, seed=0,
-                  eta=None, output=None, output_dir=None, show_progress=True) -> dict:
-    """``sd-course sample``: a grid PNG (``output``) and/or one PNG per image (``output_dir``)."""
-    from sd_course.pipeline import generate, load_pipeline
-
+def check_sample_outputs(output=None, output_dir=None) -> tuple:
+    """Where ``sd-course sample`` writes, checked before any model loads: a grid PNG (``output``, by default
+    samples.png) and/or a folder of one PNG per image (``output_dir``). Returns (output, output_dir)."""
     if output is None and output_dir is None:
         output = "samples.png"
     if output is not None:
         check_output_file(output)
     if output_dir is not None:
         check_output_dir(output_dir)
-    check_steps_value(num_inference_steps)  # a bad count fails now, not after loading the weights
-    pipe = load_pipeline(model, scheduler)
-    images = generate(pipe, num_images, batch_size=batch_size, num_inference_steps=num_inference_steps, seed=seed,
-                      eta=eta, show_progress=show_progress)
+    return output, output_dir
+
+
+def write_sample_outputs(images: torch.Tensor, output=None, output_dir=None) -> dict:
+    """Write what :func:`check_sample_outputs` accepted -> {"grid": path, "images": [paths]}."""
     written = {}
     if output is not None:
         written["grid"] = str(save_grid(images, output))
     if output_dir is not None:
         written["images"] = [str(p) for p in save_images(images, output_dir)]
     return written
+
+
+def write_samples(model=None, scheduler=None, num_inference_steps=None, num_images=16, batch_size=64, seed=0,
+                  eta=None, output=None, output_dir=None, show_progress=True) -> dict:
+    """``sd-course sample``: a grid PNG (``output``) and/or one PNG per image (``output_dir``)."""
+    from sd_course.pipeline import generate, load_pipeline
+
+    output, output_dir = check_sample_outputs(output, output_dir)
+    check_steps_value(num_inference_steps)  # a bad count fails now, not after loading the weights
+    pipe = load_pipeline(model, scheduler)
+    images = generate(pipe, num_images, batch_size=batch_size, num_inference_steps=num_inference_steps, seed=seed,
+                      eta=eta, show_progress=show_progress)
+    return write_sample_outputs(images, output, output_dir)
 
 
 def write_trajectory(model=None, scheduler=None, num_inference_steps=None, num_images=4, seed=0, eta=None,

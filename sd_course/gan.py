@@ -1,0 +1,244 @@
+"""The GAN baseline: a small DCGAN (Radford et al. 2016) on the same digits, trained by the same loop.
+
+    accelerate launch --num_cpu_threads_per_process 2 training/train_gan.py --config training/configs/gan-mnist.yaml \
+        --output_dir runs/gan
+    sd-course sample --model runs/gan --num_images 1000 --output_dir runs/gan-samples      # one network call each
+    sd-course evaluate --samples runs/gan-samples        # scored exactly like a diffusion model (or --model runs/gan)
+    python benchmarks/gan_vs_diffusion.py --dataset_name ../shared/data/mnist                # the comparison
+
+A generator G maps a latent z ~ N(0, I) to an image in one call; a discriminator D scores images as real or fake.
+The two play the minimax game of Goodfellow et al. 2014, in its "non-saturating" form:
+
+    D:  minimise  - E_x log D(x) - E_z log(1 - D(G(z)))       # a real/fake classifier (binary cross-entropy)
+    G:  minimise  - E_z log D(G(z))                           # make D call the fakes real
+
+The loop of sd_course/training.py has one optimiser and one loss, so both players step together (simultaneous
+gradient descent, as in Mescheder et al. 2017's analysis) on ``loss = loss_D + loss_G``, with each player's loss
+reaching only its own weights: D sees the fakes *detached* (no gradient into G), and G is scored by a copy of D whose
+weights are *detached* (no gradient into D). Same data loading, seeds, checkpoints, bit-exact resume and logs as the
+diffusion models; the saved model is the generator alone (``config.json`` + safetensors, ``DCGANGenerator``).
+
+Q: How do diffusion models compare to GANs?
+A: Measured by benchmarks/gan_vs_diffusion.py (same MNIST, same CPU-minutes, several seeds; benchmarks/README.md
+   section 10 and docs/lab.md): see the table there. In short, a GAN samples in one network call (hundreds of times
+   faster than 25 diffusion steps) but trains as an unstable two-player game: its quality varies from seed to seed
+   and it may drop modes (whole digit classes; the "classes covered" column shows it). Diffusion trains on a
+   plain regression loss that only goes down, covers every class, and gives what a GAN has no way to give: a
+   likelihood bound, inversion of a real image to its noise (DDIM inversion, sd_course/latents.py), inpainting
+   without retraining (sd-course inpaint) and guidance (sd_course/text_to_image.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from sd_course.errors import InputError
+from sd_course.training import Objective, TrainConfig, option
+
+
+@dataclass
+class GANConfig(TrainConfig):
+    # --- the networks ---------------------------------------------------------------------------------------------
+    latent_dim: int = option(64, "size of the generator's input z ~ N(0, I)")
+    generator_width: int = option(96, "channels of G's last hidden layer (its first has 2x): ~0.90M parameters")
+    discriminator_width: int = option(64, "channels of D's first layer (its second has 2x): ~0.14M parameters")
+    # --- what differs from the diffusion defaults (DCGAN's own settings) ------------------------------------------
+    learning_rate: float = option(2e-4, "Adam learning rate of both players (DCGAN: 2e-4)")
+    adam_beta1: float = option(0.5, "Adam beta1 (DCGAN: 0.5; momentum 0.9 makes the game oscillate)")
+    lr_scheduler: str = option("constant_with_warmup", "learning-rate schedule after warm-up (a game has no "
+                                                       "end point to decay towards)",
+                               choices=("constant", "constant_with_warmup", "cosine", "linear"))
+    lr_warmup_steps: int = option(0, "linear warm-up steps (DCGAN: none)")
+    adam_weight_decay: float = option(0.0, "AdamW weight decay (DCGAN: none)")
+    max_grad_norm: float = option(100.0, "gradient clipping (L2 norm of both players together; 100: in effect off, "
+                                         "as in DCGAN)")
+    num_epochs: int = option(5, "passes over the data")
+    output_dir: str = option("runs/gan", "where the generator, checkpoints, samples and logs go")
+
+    POSITIVE = TrainConfig.POSITIVE + ("latent_dim", "generator_width", "discriminator_width")
+
+    def validate(self) -> None:
+        super().validate()
+        if self.resolution % 4:
+            raise InputError(f"--resolution {self.resolution}: the DCGAN doubles its size twice, so it needs a "
+                             f"multiple of 4 (e.g. 28 or 32)")
+        if self.use_ema:
+            raise InputError("--use_ema is not supported for the GAN: EMAModel averages the weights but not "
+                             "BatchNorm's running statistics, which then no longer match them; drop --use_ema")
+
+
+class DCGANGenerator(ModelMixin, ConfigMixin):
+    """z (latent_dim) -> image: a transposed convolution to a (size/4)^2 map, then two that double it. BatchNorm and
+    ReLU between, tanh at the end (images in [-1, 1], as the training data)."""
+
+    @register_to_config
+    def __init__(self, latent_dim: int = 64, width: int = 96, out_channels: int = 1, sample_size: int = 28):
+        super().__init__()
+        start = sample_size // 4
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(latent_dim, 2 * width, start, 1, 0, bias=False),  # 1x1 -> 7x7
+            nn.BatchNorm2d(2 * width), nn.ReLU(True),
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False),  # 7x7 -> 14x14
+            nn.BatchNorm2d(width), nn.ReLU(True),
+            nn.ConvTranspose2d(width, out_channels, 4, 2, 1),  # 14x14 -> 28x28
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.view(z.shape[0], -1, 1, 1))
+
+
+class DCGANDiscriminator(ModelMixin, ConfigMixin):
+    """image -> one logit (real > 0 > fake): two strided convolutions that halve the image, LeakyReLU(0.2),
+    BatchNorm on the second (DCGAN leaves it off the input layer), and a convolution over the whole (size/4)^2 map."""
+
+    @register_to_config
+    def __init__(self, width: int = 64, in_channels: int = 1, sample_size: int = 28):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(in_channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True),  # 28 -> 14
+            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False),  # 14 -> 7
+            nn.BatchNorm2d(2 * width), nn.LeakyReLU(0.2, True),
+            nn.Conv2d(2 * width, 1, sample_size // 4),  # 7x7 -> 1 logit
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """DCGAN's initialisation: convolutions ~ N(0, 0.02), BatchNorm scales ~ N(1, 0.02) and shifts 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+class GANForTraining(nn.Module):
+    """Both players in one module, so that the loop's one optimiser (and DistributedDataParallel) sees all weights.
+    ``forward`` returns both losses; each reaches only its own player's weights."""
+
+    def __init__(self, generator: DCGANGenerator, discriminator: DCGANDiscriminator):
+        super().__init__()
+        self.generator, self.discriminator = generator, discriminator
+
+    def forward(self, real: torch.Tensor, z: torch.Tensor):
+        fake = self.generator(z)
+        d_real, d_fake = self.discriminator(real), self.discriminator(fake.detach())  # no gradient into G
+        ones, zeros = torch.ones_like(d_real), torch.zeros_like(d_fake)
+        # -log D(x) - log(1 - D(G(z))), with D = sigmoid(logit)
+        loss_d = F.binary_cross_entropy_with_logits(d_real, ones) + F.binary_cross_entropy_with_logits(d_fake, zeros)
+        # G is judged by D with frozen weights: the gradient flows through D's *input* only (and BatchNorm keeps
+        # updating its statistics as in any training-mode call)
+        frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
+        d_fake_for_g = torch.func.functional_call(self.discriminator, frozen, (fake,))
+        loss_g = F.binary_cross_entropy_with_logits(d_fake_for_g, torch.ones_like(d_fake_for_g))  # -log D(G(z))
+        return loss_d, loss_g, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean()
+
+
+class GAN(Objective):
+    """Train a DCGAN on images: the GAN baseline of the lab's "diffusion vs GANs" question (sd_course)."""
+
+    name = "train_gan"
+    config_class = GANConfig
+
+    def build(self, accelerator):
+        from sd_course.data import load_run_dataset
+
+        cfg = self.cfg
+        dataset, info = load_run_dataset(cfg, accelerator)
+        generator = DCGANGenerator(cfg.latent_dim, cfg.generator_width, info.num_channels, info.resolution)
+        discriminator = DCGANDiscriminator(cfg.discriminator_width, info.num_channels, info.resolution)
+        init_dcgan_weights(generator), init_dcgan_weights(discriminator)
+        return dataset, info, GANForTraining(generator, discriminator)
+
+    def loss(self, model, batch, generator):
+        real = batch["pixel_values"]
+        if self.cfg.random_flip:
+            from sd_course.data import random_flip
+
+            real = random_flip(real, generator)
+        z = torch.randn(real.shape[0], self.cfg.latent_dim, generator=generator).to(real.device)
+        loss_d, loss_g, d_real, d_fake = model(real, z)
+        # D(x) and D(G(z)) near 0.5 both: the game is balanced; D(x) -> 1 and D(G(z)) -> 0: D has won, G learns little
+        self.last_logs = {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "d_real": d_real.item(),
+                          "d_fake": d_fake.item()}
+        return loss_d + loss_g
+
+    def saveable(self, model):
+        return model.generator  # what users load: G alone (DCGANGenerator.from_pretrained)
+
+    def sample_images(self, generator_model):
+        images = generate(generator_model, self.cfg.eval_batch_size, seed=self.cfg.seed)
+        rows = int(math.sqrt(len(images)))
+        while len(images) % rows:
+            rows -= 1
+        from sd_course.viz import to_pil_images
+
+        return to_pil_images(images), rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Using a trained generator: sampling is one network call
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def is_gan(path) -> bool:
+    """Is ``path`` a folder saved from a DCGANGenerator (``config.json`` with its class name)?"""
+    config = Path(str(path)) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return json.loads(config.read_text()).get("_class_name") == DCGANGenerator.__name__
+    except (ValueError, AttributeError):
+        return False
+
+
+def load_generator(path) -> DCGANGenerator:
+    if not is_gan(path):
+        raise InputError(f"{path} is not a DCGAN generator folder (config.json with _class_name DCGANGenerator); "
+                         "train one with training/train_gan.py")
+    try:
+        return DCGANGenerator.from_pretrained(str(path)).eval()
+    except (OSError, ValueError, RuntimeError) as e:
+        raise InputError(f"could not load the generator in {path} ({type(e).__name__}: {e}); its weights are missing "
+                         "or corrupt: train or export it again") from e
+
+
+@torch.no_grad()
+def generate(generator_model: DCGANGenerator, num_images: int, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+    """``num_images`` samples as uint8 (N, C, H, W): one forward pass of G per batch. The latents are drawn all at
+    once from ``seed``, so the images do not depend on the batch size."""
+    if int(num_images) < 1:
+        raise InputError(f"--num_images must be at least 1, got {num_images}")
+    z = torch.randn(int(num_images), generator_model.config.latent_dim, generator=torch.Generator().manual_seed(seed))
+    was_training = generator_model.training
+    generator_model.eval()  # BatchNorm with its running statistics: each image independent of its batch
+    try:
+        images = torch.cat([generator_model(chunk.to(generator_model.device)).float().cpu()
+                            for chunk in z.split(batch_size)])
+    finally:
+        generator_model.train(was_training)
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # [-1, 1] -> 0..255
+
+
+def write_gan_samples(model, num_images: int = 16, batch_size: int = 256, seed: int = 0, output=None,
+                      output_dir=None) -> dict:
+    """``sd-course sample --model <a GAN folder>``: a grid PNG (``output``) and/or one PNG per image."""
+    from sd_course.viz import check_sample_outputs, write_sample_outputs
+
+    output, output_dir = check_sample_outputs(output, output_dir)
+    return write_sample_outputs(generate(load_generator(model), num_images, seed, batch_size), output, output_dir)
