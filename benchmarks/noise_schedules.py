@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import recipe_sweep
-import torch
 from diffusers import DDPMScheduler
 
 from sd_course.evaluation import load_feature_extractor, prepare_reference, score_images

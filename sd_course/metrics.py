@@ -45,24 +45,6 @@ A: Measured on the same protocol (1,000 samples, DPM-Solver++ 20 steps, seeds 0.
 Cmd: sd-course compare runs/quick pipelines/ddpm-mnist-epoch1 pipelines/ddpm-mnist --scheduler dpm++ --num_inference_steps 20 --num_samples 300 --reference builtin:mnist-2k:train --output_dir compare/
 Fig: compare/compare_grid.png
 
-Q: How do diffusion models compare to GANs?
-A: What is measured here, and what is known.
-   * Sampling cost: a GAN draws an image in one network call; a diffusion model needs 20-1000 (the shipped model:
-     DPM-Solver++ 25 calls, 4.5 images/s on 2 CPU cores).
-   * Coverage: a diffusion model is trained to denoise every training image, so it tends to cover every mode: the
-     shipped model makes all 10 digits, recall 0.913, class histogram 0.067 (TV) from the real one. GANs are known
-     for mode collapse, which these metrics catch: keeping only the 1s of real MNIST keeps precision > 0.8 but
-     drops recall below 0.3 and covers 1 class (tests/test_metrics.py).
-   * Training: a plain regression loss, stable, whose curve means something; a GAN is a two-player game that can
-     oscillate or collapse, and its losses say little about quality.
-   * Abilities: diffusion gives a likelihood bound, a deterministic ODE between noise and image (inversion,
-     interpolation), guidance, and inpainting without retraining (sd_course/pipeline.py); a GAN gives speed and a
-     compact latent space to edit in.
-   A GAN trained on the same digits with the same CPU budget, scored with ``sd-course evaluate --samples``, is the
-   experiment that puts numbers on both columns; it is not done yet.
-Cmd: sd-course evaluate --model pipelines/ddpm-mnist --scheduler dpm++ --num_inference_steps 20 --num_samples 1000 --reference ../shared/data/mnist:test
-Cmd: sd-course evaluate --samples my_gan_samples/ --reference ../shared/data/mnist:test
-
 Reading order: 1. features, 2. the metrics (math), 3. scoring a set of images, 4. corruptions used to show that
 the metric tracks quality. Running it on models (evaluate, compare, prompt accuracy, the training-time evaluator)
 is sd_course/evaluation.py.

@@ -287,11 +287,8 @@ def export_pipeline(run_dir: str | Path, output: str | Path, metrics_json: str |
     resolve_scheduler_name(scheduler)  # an unknown name or a missing template fails here, before any copying
     template = find_template(template)
     name = name or output.name
-    staging, old = output.parent / f".{output.name}.export-new", output.parent / f".{output.name}.export-old"
-    _recover(output, old)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+
+    def write(staging: Path) -> None:
         for entry in PIPELINE_FILES:
             src = run / entry
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, staging / entry)
@@ -308,10 +305,23 @@ def export_pipeline(run_dir: str | Path, output: str | Path, metrics_json: str |
         grid = dict(num_grid=num_grid, grid_sampler=f"{type(pipe.scheduler).__name__}, {num_inference_steps} steps",
                     grid_scheduler=scheduler, grid_steps=num_inference_steps)
         facts = card_facts(run, record, metrics, load_path or str(output), train_command, hardware, grid, dataset_id)
-        summary = summary or (f"An unconditional DDPM (Ho et al. 2020) trained with "
-                              f"sd_course (`sd-course train`, an `accelerate` loop) on {facts['data']}.")
-        card = render_card(facts, card_data(name, dataset_id, license, metrics), name, summary, limitations, template)
+        text = summary or (f"An unconditional DDPM (Ho et al. 2020) trained with "
+                           f"sd_course (`sd-course train`, an `accelerate` loop) on {facts['data']}.")
+        card = render_card(facts, card_data(name, dataset_id, license, metrics), name, text, limitations, template)
         card.save(staging / "README.md")
+
+    return _atomic_export(output, write)
+
+
+def _atomic_export(output: Path, write) -> Path:
+    """``write(staging)`` fills a staging folder beside ``output``; only if it succeeds does the folder replace
+    ``output``, in one rename. A failure (or Ctrl-C) leaves the old ``output`` as it was."""
+    staging, old = output.parent / f".{output.name}.export-new", output.parent / f".{output.name}.export-old"
+    _recover(output, old)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        write(staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -417,11 +427,8 @@ def export_text_to_image(run_dir: str | Path, output: str | Path, metrics_json: 
     vae_metrics = _read_json(Path(vae_metrics_json), "VAE metrics") if vae_metrics_json else None
     find_template(T2I_TEMPLATE), find_template(VAE_TEMPLATE)
     load_path = load_path or str(output)
-    staging, old = output.parent / f".{output.name}.export-new", output.parent / f".{output.name}.export-old"
-    _recover(output, old)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+
+    def write(staging: Path) -> None:
         index = json.loads((run / "model_index.json").read_text())
         for entry in ["model_index.json"] + [k for k, v in index.items() if isinstance(v, list) and v[0]]:
             src = run / entry
@@ -441,14 +448,8 @@ def export_text_to_image(run_dir: str | Path, output: str | Path, metrics_json: 
                   dataset_id).save(staging / "vae" / "README.md")
         card = _text_to_image_card(pipe, record, metrics, sweep, load_path, license, dataset_id, output.name)
         card.save(staging / "README.md")
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if output.exists():
-        os.replace(output, old)
-    os.replace(staging, output)
-    shutil.rmtree(old, ignore_errors=True)
-    return output
+
+    return _atomic_export(output, write)
 
 
 def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, license, dataset_id, name):

@@ -139,3 +139,12 @@ def test_bad_input_is_refused_with_the_fix(trained_gan, tmp_path, capsys):
     (broken / "diffusion_pytorch_model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(InputError, match="missing or corrupt"):
         load_generator(broken)
+
+
+def test_the_shipped_config_is_valid():
+    from sd_course.gan import GANConfig
+    from sd_course.training import parse_args
+
+    cfg = parse_args(["--config", str(REPO / "training" / "configs" / "gan-mnist.yaml")], GANConfig)
+    cfg.validate()
+    assert (cfg.learning_rate, cfg.adam_beta1, cfg.use_ema) == (2e-4, 0.5, False)

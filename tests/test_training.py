@@ -134,7 +134,7 @@ def test_yaml_config_gives_defaults_and_flags_override(tmp_path):
     config.write_text("learning_rate: 0.01\ntrain_batch_size: 7\nuse_ema: true\n")
     cfg = parse_args(["--config", str(config), "--train_batch_size", "9", "--no-use_ema"])
     assert (cfg.learning_rate, cfg.train_batch_size, cfg.use_ema) == (0.01, 9, False)
-    for name in ["mnist.yaml", "mnist-quick.yaml", "fashion_mnist.yaml", "cifar10.yaml"]:
+    for name in ["mnist.yaml", "mnist-cosine-v.yaml", "mnist-quick.yaml", "fashion_mnist.yaml", "cifar10.yaml"]:
         parse_args(["--config", str(REPO / "training" / "configs" / name)]).validate()
 
 
