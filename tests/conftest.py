@@ -32,6 +32,11 @@ def tiny_run_args(output_dir, **overrides) -> list[str]:
         logger="none", output_dir=str(output_dir),
     )
     values.update(overrides)
+    return as_flags(values)
+
+
+def as_flags(values: dict) -> list[str]:
+    """{name: value} -> command-line flags: True -> --name, False -> --no-name, None -> left out."""
     args = []
     for key, value in values.items():
         if value is True:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, run_python
+from conftest import REPO, as_flags, run_python
 from sd_course.autoencoder import (
     VAEConfig,
     compute_scaling_factor,
@@ -32,10 +32,7 @@ def vae_args(output_dir, **overrides) -> list[str]:
                   train_batch_size=16, max_train_steps=6, learning_rate=2e-3, lr_warmup_steps=0, checkpointing_steps=0,
                   save_model_epochs=0, save_images_epochs=0, logger="none", output_dir=str(output_dir))
     values.update(overrides)
-    args = []
-    for key, value in values.items():
-        args += [f"--{key}"] if value is True else [f"--no-{key}"] if value is False else [f"--{key}", str(value)]
-    return args
+    return as_flags(values)
 
 
 def train_vae(argv):

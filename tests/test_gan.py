@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, run_python
+from conftest import REPO, as_flags, run_python
 from sd_course import cli
 from sd_course.errors import InputError
 from sd_course.gan import (
@@ -34,10 +34,7 @@ def gan_args(output_dir, **overrides) -> list[str]:
                   max_train_steps=8, checkpointing_steps=0, save_model_epochs=0, save_images_epochs=0, logger="none",
                   output_dir=str(output_dir))
     values.update(overrides)
-    args = []
-    for key, value in values.items():
-        args += [f"--{key}"] if value is True else [f"--no-{key}"] if value is False else [f"--{key}", str(value)]
-    return args
+    return as_flags(values)
 
 
 def train_gan(argv):

@@ -14,7 +14,7 @@ import torch
 from diffusers.configuration_utils import FrozenDict
 from safetensors.torch import load_file
 
-from conftest import REPO, run_python
+from conftest import REPO, as_flags, run_python
 from sd_course.errors import InputError
 from sd_course.text_to_image import (
     HELDOUT_TEMPLATES,
@@ -36,12 +36,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def flags(**values) -> list[str]:
-    args = []
-    for key, value in values.items():
-        if value is None:
-            continue
-        args += [f"--{key}"] if value is True else [f"--no-{key}"] if value is False else [f"--{key}", str(value)]
-    return args
+    return as_flags(values)
 
 
 @pytest.fixture(scope="module")
