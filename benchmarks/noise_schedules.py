@@ -33,7 +33,11 @@ from sd_course.metrics import FEATURE_NAME
 from sd_course.pipeline import UnconditionalImagePipeline, generate, load_pipeline
 from sd_course.schedulers import make_scheduler
 
-SCHEDULES = {"linear": "fast", "scaled_linear": "scaled_linear", "squaredcos_cap_v2": "cosine", "sigmoid": "sigmoid"}
+# the recipe of benchmarks/recipe_sweep.py that trains each schedule, by prediction type
+RECIPES = {"epsilon": {"linear": "fast", "scaled_linear": "scaled_linear", "squaredcos_cap_v2": "cosine",
+                       "sigmoid": "sigmoid"},
+           "v_prediction": {"linear": "linear-v", "scaled_linear": "scaled_linear-v", "squaredcos_cap_v2": "cosine-v",
+                            "sigmoid": "sigmoid-v"}}
 FID, PRECISION, RECALL = (f"{m}_{FEATURE_NAME}" for m in ("fid", "precision", "recall"))
 CROSS_STEPS = 25  # DPM-Solver++ steps of part 3 and of the side-by-side samples
 
@@ -54,6 +58,11 @@ def main(argv=None):
     p.add_argument("--preset", default="mnist", help="U-Net preset, as in recipe_sweep.py")
     p.add_argument("--max_train_samples", type=int, default=10000, help="as in recipe_sweep.py")
     p.add_argument("--epochs", type=int, default=2, help="as in recipe_sweep.py")
+    p.add_argument("--prediction_type", default="epsilon", choices=list(RECIPES),
+                   help="what all four U-Nets predict (the recipes of recipe_sweep.py: fast, scaled_linear, cosine, "
+                        "sigmoid for epsilon; linear-v, scaled_linear-v, cosine-v, sigmoid-v for v_prediction)")
+    p.add_argument("--mixed_precision", default=None, choices=["no", "bf16"], help="as in recipe_sweep.py")
+    p.add_argument("--eval_samples", type=int, default=1000, help="samples per score during training (part 1)")
     p.add_argument("--num_samples", type=int, default=500, help="samples per score in parts 2 and 3")
     p.add_argument("--steps", default="5,10,25,50", help="DPM-Solver++ step counts of part 2")
     p.add_argument("--seed", type=int, default=0)
@@ -66,10 +75,13 @@ def main(argv=None):
     # 1. the four training runs and their curves (the sweep's own evaluations: n = its --eval_samples)
     sweep_args = recipe_sweep.parse([f"--dataset_name={args.dataset_name}", f"--workdir={args.workdir}",
                                      f"--max_train_samples={args.max_train_samples}", f"--epochs={args.epochs}",
-                                     f"--seed={args.seed}", f"--preset={args.preset}"])
+                                     f"--seed={args.seed}", f"--preset={args.preset}",
+                                     f"--eval_samples={args.eval_samples}"]
+                                    + ([f"--mixed_precision={args.mixed_precision}"] if args.mixed_precision else []))
+    schedules = RECIPES[args.prediction_type]  # schedule -> recipe
     evaluator = None
     curves = {}
-    for schedule, recipe in SCHEDULES.items():
+    for schedule, recipe in schedules.items():
         if not recipe_sweep.finished(Path(args.workdir) / recipe, args.epochs) and evaluator is None:
             evaluator = recipe_sweep.make_sweep_evaluator(sweep_args)
         curves[schedule] = recipe_sweep.run_recipe(recipe, sweep_args, evaluator, Path(args.workdir))
@@ -89,7 +101,7 @@ def main(argv=None):
         return {"fid": result[FID], "precision": result[PRECISION], "recall": result[RECALL], "images": images}
 
     # 2. FID against sampling steps; 3. sampled with every schedule's betas
-    models = {schedule: load_pipeline(str(Path(args.workdir) / recipe)) for schedule, recipe in SCHEDULES.items()}
+    models = {schedule: load_pipeline(str(Path(args.workdir) / recipe)) for schedule, recipe in schedules.items()}
     steps = [int(s) for s in args.steps.split(",")]
     by_steps, crossed, pictures = {}, {}, {}
     for trained, pipe in models.items():
@@ -102,7 +114,7 @@ def main(argv=None):
                 by_steps[trained][n] = numbers
             if n == CROSS_STEPS:
                 pictures[trained], crossed[(trained, trained)] = result["images"][:16], numbers
-        for other in SCHEDULES:
+        for other in schedules:
             if other != trained:
                 result = score(sampler_with_schedule(pipe, other), CROSS_STEPS)
                 crossed[(trained, other)] = {k: v for k, v in result.items() if k != "images"}
@@ -115,10 +127,10 @@ def main(argv=None):
         print(f"| {trained} | " + " | ".join(f"{row[n]['fid']:.1f}" for n in steps) + " |")
     print(f"\nFID when sampled with another schedule's betas (DPM-Solver++ {CROSS_STEPS} steps, n = {args.num_samples}); "
           "rows: trained with, columns: sampled with\n")
-    print("| trained \\ sampled | " + " | ".join(SCHEDULES) + " |")
-    print("|---|" + "---|" * len(SCHEDULES))
-    for trained in SCHEDULES:
-        print(f"| {trained} | " + " | ".join(f"{crossed[(trained, other)]['fid']:.1f}" for other in SCHEDULES) + " |")
+    print("| trained \\ sampled | " + " | ".join(schedules) + " |")
+    print("|---|" + "---|" * len(schedules))
+    for trained in schedules:
+        print(f"| {trained} | " + " | ".join(f"{crossed[(trained, other)]['fid']:.1f}" for other in schedules) + " |")
 
     plot(curves, by_steps, pictures, out)
     (out / "noise_schedules.json").write_text(json.dumps({

@@ -22,7 +22,8 @@ The recipes (``RECIPES`` below) change one thing at a time:
   ``mnist-small`` U-Net), ``cosine-v-snr5`` (min-SNR-5 loss weights, Hang et al. 2023), ``cosine-v-b128`` (batch
   128, lr scaled by sqrt(2)), ``cosine-v-ema9999`` (EMA up to 0.9999).
 * ``scaled_linear`` and ``sigmoid``: the other two beta schedules (with ``fast`` and ``cosine``: the noise-schedule
-  experiment of ``benchmarks/noise_schedules.py``, which reuses these runs).
+  experiment of ``benchmarks/noise_schedules.py``, which reuses these runs); ``linear-v``, ``scaled_linear-v`` and
+  ``sigmoid-v`` (with ``cosine-v``): the same four schedules with v-prediction.
 
 Each run is kept in ``--workdir/<recipe>`` (a pipeline folder plus its logs); a finished run found there is read
 back rather than trained again. Prints a markdown table and writes it with all numbers to ``--output_json``.
@@ -60,6 +61,10 @@ RECIPES = {
     "cosine-v-ema9999": dict(COSINE_V, ema_max_decay=0.9999),
     "scaled_linear": dict(FAST, ddpm_beta_schedule="scaled_linear"),
     "sigmoid": dict(FAST, ddpm_beta_schedule="sigmoid"),
+    # the noise-schedule experiment again with v-prediction (with `cosine-v`): benchmarks/noise_schedules.py
+    "linear-v": dict(FAST, prediction_type="v_prediction"),
+    "scaled_linear-v": dict(FAST, ddpm_beta_schedule="scaled_linear", prediction_type="v_prediction"),
+    "sigmoid-v": dict(FAST, ddpm_beta_schedule="sigmoid", prediction_type="v_prediction"),
 }
 FID, KID = f"fid_{metrics.FEATURE_NAME}", f"kid_{metrics.FEATURE_NAME}_mean"
 PRECISION, RECALL = f"precision_{metrics.FEATURE_NAME}", f"recall_{metrics.FEATURE_NAME}"
@@ -68,6 +73,8 @@ CLASSES = f"classes_covered_{metrics.FEATURE_NAME}"
 
 def recipe_config(name: str, args, output_dir: Path) -> TrainConfig:
     settings = {"model_config_name_or_path": args.preset, **RECIPES[name]}
+    if args.mixed_precision is not None:  # e.g. fp32 on a CPU without native bf16, where bf16 is 3x slower
+        settings["mixed_precision"] = args.mixed_precision
     return TrainConfig(
         dataset_name=args.dataset_name, max_train_samples=args.max_train_samples, num_epochs=args.epochs,
         use_ema=True, seed=args.seed, output_dir=str(output_dir), save_images_epochs=0, save_model_epochs=0,
@@ -116,6 +123,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=2, help="epochs per recipe; scored after each")
     p.add_argument("--eval_samples", type=int, default=1000, help="samples per score (fixed across recipes)")
     p.add_argument("--eval_steps", type=int, default=25, help="DPM-Solver++ steps per sample")
+    p.add_argument("--mixed_precision", default=None, choices=["no", "bf16"],
+                   help="override every recipe's precision (default: the recipe's own, bf16 for most; pass `no` on "
+                        "a CPU without AVX512-BF16 or AMX, where bf16 is ~3x slower)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", default="runs/recipe_sweep", help="where each recipe's run is kept (and reused)")
     p.add_argument("--output_json", default=None)

@@ -165,6 +165,10 @@ def _add_schedules(sub):
     p.set_defaults(func=run)
 
 
+FLOOR_HELP = ("real images NAME_OR_PATH[:split] scored the same way, as many as the samples: the best score possible "
+              "at this n (e.g. ylecun/mnist:train when --reference is the test split)")
+
+
 def _add_evaluate(sub):
     p = sub.add_parser("evaluate", help="FID / KID / precision / recall of a model or a folder of samples",
                        description="Score generated digits against real ones in the features of the shipped MNIST "
@@ -190,6 +194,7 @@ def _add_evaluate(sub):
                    help="also compute standard Inception FID (needs torchmetrics[image] and the weights)")
     p.add_argument("--inception_weights", default=None, help="local FID Inception weights (implies --inception_fid)")
     p.add_argument("--output_json", default=None, help="write all numbers and their provenance here")
+    p.add_argument("--floor", default=None, help=FLOOR_HELP)
     p.add_argument("--guidance_scale", type=float, default=2.0,
                    help="text-to-image models: classifier-free guidance (each digit is asked for in turn and the "
                         "share the classifier reads as that digit is reported: prompt accuracy)")
@@ -203,7 +208,7 @@ def _add_evaluate(sub):
             batch_size=args.batch_size, num_reference=args.num_reference, kid_subset_size=args.kid_subset_size,
             kid_subsets=args.kid_subsets, nearest_k=args.nearest_k, classifier=args.classifier,
             inception_fid_=args.inception_fid, inception_weights=args.inception_weights,
-            output_json=args.output_json, guidance_scale=args.guidance_scale,
+            output_json=args.output_json, guidance_scale=args.guidance_scale, floor=args.floor,
         )
 
     p.set_defaults(func=run)
@@ -227,6 +232,7 @@ def _add_compare(sub):
     p.add_argument("--classifier", default=None, help="another classifier folder (default: the shipped one)")
     p.add_argument("--grid_columns", type=int, default=8, help="samples per model in the grid")
     p.add_argument("--output_dir", default="compare", help="where compare.json and the figures go")
+    p.add_argument("--floor", default=None, help=FLOOR_HELP)
 
     def run(args):
         from sd_course import evaluation
@@ -236,7 +242,7 @@ def _add_compare(sub):
             scheduler=args.scheduler, num_inference_steps=args.num_inference_steps, eta=args.eta,
             batch_size=args.batch_size, num_reference=args.num_reference, kid_subset_size=args.kid_subset_size,
             kid_subsets=args.kid_subsets, classifier=args.classifier, output_dir=args.output_dir,
-            grid_columns=args.grid_columns,
+            grid_columns=args.grid_columns, floor=args.floor,
         )
 
     p.set_defaults(func=run)
@@ -249,7 +255,8 @@ def _add_export(sub):
                                    "folder (atomically), ready for pipelines/ or huggingface_hub.upload_folder.")
     p.add_argument("run", help="a training run's --output_dir (or one of its epoch-XXXX/ snapshots)")
     p.add_argument("--output", required=True, help="the folder to write (replaced atomically if it exists)")
-    p.add_argument("--metrics", default=None, help="the JSON of `sd-course evaluate --output_json`, for the card")
+    p.add_argument("--metrics", default=None, help="the JSON of `sd-course evaluate --output_json`, for the card "
+                                                   "(default with --ladder: the exported epoch's row of the ladder)")
     p.add_argument("--name", default=None, help="model name in the card (default: the output folder's name)")
     p.add_argument("--dataset_id", default=None, help="Hub id of the training data for the card, e.g. ylecun/mnist")
     p.add_argument("--license", default="apache-2.0", help="license of the weights (MNIST data: cc-by-sa-3.0)")
@@ -262,6 +269,8 @@ def _add_export(sub):
     p.add_argument("--num_inference_steps", type=int, default=25)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--template", default=None, help="another card template (default: model_cards/ddpm-unconditional.md)")
+    p.add_argument("--ladder", default=None, help="the --output_dir of `sd-course compare` over the run's epoch "
+                                                  "snapshots: its table and plot go into the card")
     t2i = p.add_argument_group("text-to-image runs (StableDiffusionPipeline folders)")
     t2i.add_argument("--guidance_sweep", default=None, help="the JSON of benchmarks/guidance_sweep.py, for the card")
     t2i.add_argument("--vae_run", default=None, help="the training run of its VAE (runs/vae-mnist), for vae/README.md")
@@ -280,7 +289,8 @@ def _add_export(sub):
             args.run, args.output, metrics_json=args.metrics, name=args.name, dataset_id=args.dataset_id,
             license=args.license, summary=args.summary, hardware=args.hardware, train_command=args.train_command,
             load_path=args.load_path, num_grid=args.num_grid, scheduler=args.scheduler,
-            num_inference_steps=args.num_inference_steps, seed=args.seed, template=args.template)
+            num_inference_steps=args.num_inference_steps, seed=args.seed, template=args.template,
+            ladder_dir=args.ladder)
         print(f"wrote {out} (model card: {out / 'README.md'})")
 
     p.set_defaults(func=run)

@@ -113,9 +113,11 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
              num_reference: int | None = None, kid_subset_size: int | None = None, kid_subsets: int = KID_SUBSETS,
              nearest_k: int = NEAREST_K, classifier: str | None = None, inception_fid_: bool = False,
              inception_weights: str | None = None, output_json: str | None = None, show_progress: bool = True,
-             print_table: bool = True, guidance_scale: float = 4.0) -> dict:
+             print_table: bool = True, guidance_scale: float = 4.0, floor: str | None = None) -> dict:
     """Score a pipeline folder (``model``; ``num_samples`` default 1000) or a folder of images (``samples``).
-    A text-to-image pipeline is asked for each digit in turn and also scored on prompt accuracy."""
+    A text-to-image pipeline is asked for each digit in turn and also scored on prompt accuracy. ``floor``: real
+    images (``NAME_OR_PATH:split``, e.g. the training split when ``reference`` is the test split) scored exactly like
+    the samples, as ``result["floor"]``: the best score any generator can reach at this n."""
     from sd_course import __version__
 
     if (model is None) == (samples is None):
@@ -126,6 +128,9 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
     from sd_course.text_to_image import is_text_to_image
 
     if model is not None and is_text_to_image(model):
+        if floor is not None:
+            raise InputError("--floor is for unconditional models and sample folders; a text-to-image model's "
+                             "floor is that of `sd-course evaluate --samples` on real digits")
         result = evaluate_text_to_image(model, reference, num_samples or 1000, seed, scheduler or "dpm++",
                                         num_inference_steps, guidance_scale, batch_size, num_reference, classifier,
                                         show_progress)
@@ -179,6 +184,9 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
     result = score_images(images, ref, extractor, seed, kid_subset_size, kid_subsets, nearest_k, show_progress)
     if inception is not None:
         result["fid_inception"] = inception_fid(images, ref.images, inception, show_progress=show_progress)
+    if floor is not None:
+        result["floor"] = real_data_floor(floor, len(images), ref, extractor, seed, kid_subset_size, kid_subsets,
+                                          nearest_k)
     result.update(info)
     result.update(reference_summary(ref, extractor))
     result.update(sd_course_version=__version__, seconds=round(time.time() - start, 1))
@@ -189,6 +197,27 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
         Path(output_json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {output_json}")
     return result
+
+
+FLOOR_METRICS = (f"fid_{FEATURE_NAME}", f"kid_{FEATURE_NAME}_mean", f"kid_{FEATURE_NAME}_std",
+                 f"precision_{FEATURE_NAME}", f"recall_{FEATURE_NAME}")
+
+
+def real_data_floor(spec: str, n: int, ref, extractor, seed: int = 0, kid_subset_size: int | None = None,
+                    kid_subsets: int = KID_SUBSETS, nearest_k: int = NEAREST_K) -> dict:
+    """The metrics' floor at this n: the first ``n`` real images of ``spec`` scored exactly like ``n`` samples.
+
+    FID's estimate is biased upwards at small n (the covariance of n points), so even real digits score well above
+    0: at n = 1,000, MNIST train[:1000] against the test set scores 6.9 (benchmarks/metric_floor.py). A model is
+    judged by how many times its floor it scores, at the same n."""
+    from sd_course.data import load_images
+
+    real, _ = load_images(spec, resolution=ref.image_shape[-1], num_images=n, show_progress=False)
+    if len(real) < n:
+        raise InputError(f"--floor {spec!r} holds {len(real)} images, fewer than the {n} samples scored; pass a "
+                         "larger split (e.g. the training split) or fewer --num_samples")
+    scores = score_images(real, ref, extractor, seed, kid_subset_size, kid_subsets, nearest_k)
+    return {"spec": spec, "n": n, **{k: scores[k] for k in FLOOR_METRICS if k in scores}}
 
 
 def generate_digits_from_prompts(pipe, num_samples: int, templates, seed: int = 0, num_inference_steps: int = 25,
@@ -259,6 +288,10 @@ def format_metrics(result: dict) -> str:
     if f"class_histogram_{FEATURE_NAME}" in result:
         rows.append(("class histogram 0..9", _fmt(result[f"class_histogram_{FEATURE_NAME}"])))
         rows.append(("reference histogram", _fmt(result["reference_class_histogram"])))
+    floor = result.get("floor") or {}
+    rows += [(f"floor: {k}", _fmt(floor[k])) for k in FLOOR_METRICS if k in floor]
+    if floor:
+        rows.append(("floor: real images", f"{floor['n']} of {floor['spec']}"))
     for key in ("n", "seed", "scheduler", "num_inference_steps", "reference", "reference_n", "feature_extractor"):
         if result.get(key) is not None:
             rows.append((key, _fmt(result[key])))
@@ -294,6 +327,34 @@ class Entry:
     kind: str  # "model" or "samples"
     run: str | None = None  # the training run an epoch snapshot belongs to
     epoch: int | None = None
+    step: int | None = None  # optimisation steps behind it, when the run's logs say
+    train_minutes: float | None = None  # minutes of optimisation steps behind it (CPU- or GPU-minutes of the run)
+
+
+def training_progress(path: Path, run: Path | None = None, epoch: int | None = None) -> dict:
+    """How much training is behind a pipeline: {epoch, step, train_minutes, run}, from what the run wrote.
+
+    An ``epoch-XXXX/`` snapshot of ``run`` reads the run's ``logs/loss.jsonl`` (its last step of epoch N; loss
+    records count epochs from 0); an exported pipeline reads its own ``train_summary.json`` and names its run by the
+    ``output_dir`` of its ``training_config.json``, so the shipped rungs of one ladder plot as one line."""
+    if run is not None and epoch is not None:
+        log = run / "logs" / "loss.jsonl"
+        last = None
+        if log.is_file():
+            for line in log.read_text().splitlines():
+                record = json.loads(line) if line.strip() else None
+                if record and int(record["epoch"]) < epoch:
+                    last = record
+        return dict(epoch=epoch, step=last and last.get("step"),
+                    train_minutes=last and last.get("train_seconds") and last["train_seconds"] / 60)
+    summary_path, config_path = path / "train_summary.json", path / "training_config.json"
+    if not summary_path.is_file():
+        return {}
+    summary = json.loads(summary_path.read_text())
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    seconds = summary.get("train_seconds")
+    return dict(epoch=summary.get("epochs"), step=summary.get("global_step"),
+                train_minutes=seconds / 60 if seconds else None, run=config.get("output_dir"))
 
 
 def _unet_hash(folder: Path) -> str | None:
@@ -314,10 +375,14 @@ def expand_entries(paths: list[str]) -> list[Entry]:
         epochs = sorted((int(m.group(1)), p) for p in path.iterdir()
                         if p.is_dir() and (m := EPOCH_RE.match(p.name)) and (p / "model_index.json").is_file())
         for epoch, snapshot in epochs:
-            entries.append(Entry(f"{raw.rstrip('/')}/{snapshot.name}", snapshot, "model", raw, epoch))
+            progress = training_progress(snapshot, path, epoch)
+            entries.append(Entry(f"{raw.rstrip('/')}/{snapshot.name}", snapshot, "model", raw, epoch,
+                                 progress["step"], progress["train_minutes"]))
         if (path / "model_index.json").is_file():
             if not epochs or _unet_hash(path) != _unet_hash(epochs[-1][1]):
-                entries.append(Entry(raw, path, "model"))
+                progress = training_progress(path)
+                entries.append(Entry(raw, path, "model", progress.get("run"), progress.get("epoch"),
+                                     progress.get("step"), progress.get("train_minutes")))
         elif not epochs:
             if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
                 raise InputError(f"{raw!r} is neither a pipeline folder (model_index.json), a training run "
@@ -354,28 +419,43 @@ def comparison_grid(image_sets: list[torch.Tensor], labels: list[str], columns: 
     return canvas
 
 
-def plot_metrics_vs_epoch(entries: list[Entry], results: list[dict], output: str | Path) -> Path:
-    """FID (left) and precision / recall (right) against epoch, one line per training run."""
+def plot_metrics_vs_epoch(entries: list[Entry], results: list[dict], output: str | Path,
+                          floor: dict | None = None) -> Path:
+    """The epoch ladder: FID against epochs and against training minutes, precision / recall against epochs; one
+    line per training run (snapshots of a run folder, or exported pipelines of the same run)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, (ax_fid, ax_pr) = plt.subplots(1, 2, figsize=(10, 4))
-    runs = sorted({e.run for e in entries if e.epoch is not None})
+    fig, (ax_fid, ax_min, ax_pr) = plt.subplots(1, 3, figsize=(15, 4))
+    runs = sorted({e.run or "" for e in entries if e.epoch is not None})
+    fid = f"fid_{FEATURE_NAME}"
     for run in runs:
-        points = sorted((e.epoch, r) for e, r in zip(entries, results) if e.run == run and e.epoch is not None)
-        epochs = [p[0] for p in points]
-        ax_fid.plot(epochs, [p[1][f"fid_{FEATURE_NAME}"] for p in points], "o-", label=run)
-        ax_pr.plot(epochs, [p[1][f"precision_{FEATURE_NAME}"] for p in points], "o-", label=f"{run} precision")
-        ax_pr.plot(epochs, [p[1][f"recall_{FEATURE_NAME}"] for p in points], "s--", label=f"{run} recall")
-    ax_fid.set(xlabel="epoch", ylabel=f"fid_{FEATURE_NAME} (lower is better)", yscale="log")
+        points = sorted(((e.epoch, e.train_minutes, r) for e, r in zip(entries, results)
+                         if (e.run or "") == run and e.epoch is not None), key=lambda p: p[0])
+        label = run or "pipelines"
+        ax_fid.plot([p[0] for p in points], [p[2][fid] for p in points], "o-", label=label)
+        timed = [p for p in points if p[1] is not None]
+        if timed:
+            ax_min.plot([p[1] for p in timed], [p[2][fid] for p in timed], "o-", label=label)
+        ax_pr.plot([p[0] for p in points], [p[2][f"precision_{FEATURE_NAME}"] for p in points], "o-",
+                   label=f"{label} precision")
+        ax_pr.plot([p[0] for p in points], [p[2][f"recall_{FEATURE_NAME}"] for p in points], "s--",
+                   label=f"{label} recall")
+    if floor is not None:  # the best any generator can score at this n: where the curves are heading
+        for ax in (ax_fid, ax_min):
+            ax.axhline(floor[fid], color="grey", linestyle=":", label=f"real data ({floor['n']} images)")
+    ax_fid.set(xlabel="epoch", ylabel=f"{fid} (lower is better)", yscale="log")
+    ax_min.set(xlabel="minutes of training (the run's own hardware)", ylabel=fid, yscale="log")
     ax_pr.set(xlabel="epoch", ylabel="precision / recall (k=3)", ylim=(0, 1.02))
+    for ax in (ax_fid, ax_min, ax_pr):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
     for ax in (ax_fid, ax_pr):
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
     fig.suptitle(f"n = {results[0]['n']} samples, seed {results[0]['seed']}")
     fig.tight_layout()
     fig.savefig(output, dpi=120)
@@ -387,9 +467,10 @@ def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference:
             scheduler: str | None = None, num_inference_steps: int | None = None, eta: float | None = None,
             batch_size: int = 250, num_reference: int | None = None, kid_subset_size: int | None = None,
             kid_subsets: int = KID_SUBSETS, classifier: str | None = None, output_dir: str = "compare",
-            grid_columns: int = 8, show_progress: bool = True) -> list[dict]:
+            grid_columns: int = 8, show_progress: bool = True, floor: str | None = None) -> list[dict]:
     """Score several models with the same seeds; write ``compare.json``, ``compare_grid.png`` and, for training
-    runs with ``epoch-XXXX/`` snapshots, ``metrics_vs_epoch.png``. Returns one result dict per entry."""
+    runs with ``epoch-XXXX/`` snapshots, ``metrics_vs_epoch.png``. Returns one result dict per entry. ``floor``:
+    real images scored the same way once (``real_data_floor``), in ``compare.json`` and drawn in the plot."""
     from sd_course import __version__
 
     if not models:
@@ -399,6 +480,8 @@ def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference:
     entries = expand_entries(models)
     extractor = load_feature_extractor(classifier)
     ref = prepare_reference(reference, extractor, num_reference, show_progress=show_progress)
+    floor_scores = real_data_floor(floor, num_samples, ref, extractor, seed, kid_subset_size, kid_subsets) \
+        if floor is not None else None
     results, image_sets = [], []
     for entry in tqdm(entries, desc="models", disable=not show_progress or len(entries) == 1):
         if entry.kind == "samples":
@@ -412,8 +495,8 @@ def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference:
             images, sched, steps = _generate(pipe, num_samples, seed, scheduler, num_inference_steps, batch_size,
                                              eta, show_progress)
         result = score_images(images, ref, extractor, seed, kid_subset_size, kid_subsets, show_progress=False)
-        result.update(model=entry.label, epoch=entry.epoch, run=entry.run, seed=seed, scheduler=sched,
-                      num_inference_steps=steps)
+        result.update(model=entry.label, epoch=entry.epoch, step=entry.step, train_minutes=entry.train_minutes,
+                      run=entry.run, seed=seed, scheduler=sched, num_inference_steps=steps)
         results.append(result)
         image_sets.append(images)
 
@@ -421,12 +504,16 @@ def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference:
     out.mkdir(parents=True, exist_ok=True)
     labels = [e.label for e in entries]
     print(format_table(results, labels))
-    summary = dict(reference_summary(ref, extractor), sd_course_version=__version__, results=results)
+    summary = dict(reference_summary(ref, extractor), sd_course_version=__version__, floor=floor_scores,
+                   results=results)
+    if floor_scores is not None:
+        print(f"real-data floor: fid_{FEATURE_NAME} {floor_scores[f'fid_{FEATURE_NAME}']:.4g} "
+              f"({num_samples} images of {floor})")
     (out / "compare.json").write_text(json.dumps(summary, indent=2) + "\n")
     comparison_grid(image_sets, labels, grid_columns).save(out / "compare_grid.png")
     written = ["compare.json", "compare_grid.png"]
     if any(e.epoch is not None for e in entries):
-        plot_metrics_vs_epoch(entries, results, out / "metrics_vs_epoch.png")
+        plot_metrics_vs_epoch(entries, results, out / "metrics_vs_epoch.png", floor_scores)
         written.append("metrics_vs_epoch.png")
     print(f"wrote {', '.join(str(out / w) for w in written)}")
     return results

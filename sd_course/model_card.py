@@ -137,14 +137,23 @@ def evaluation_markdown(metrics: dict | None, per_epoch: list[dict] | None = Non
             f"feature space of `{metrics.get('feature_extractor')}` (sha256 "
             f"`{str(metrics.get('feature_extractor_sha256'))[:12]}…`; **not** Inception features). "
             f"Measured with sd_course {metrics.get('sd_course_version')}.",
-            "",
-            "| metric | value |",
-            "|---|---|",
         ]
+        floor = metrics.get("floor") or {}
+        fid = f"fid_{FEATURE_NAME}"
+        if floor.get(fid):
+            lines += ["", f"The floor: the first {floor['n']} real images of `{floor['spec']}` scored exactly like the "
+                      "samples (`sd-course evaluate --floor`), the best any generator can score at this n. This "
+                      f"model's FID is **{metrics[fid] / floor[fid]:.2f}x** the floor."]
+        lines += ["", "| metric | value | real-data floor |" if floor else "| metric | value |",
+                  "|---|---|---|" if floor else "|---|---|"]
+
+        def cell(value):
+            return f"{value:.4g}" if isinstance(value, float) else str(value)
+
         for key in TABLE_METRICS:
             if key in metrics and metrics[key] is not None:
-                value = metrics[key]
-                lines.append(f"| `{key}` | {value:.4g} |" if isinstance(value, float) else f"| `{key}` | {value} |")
+                row = f"| `{key}` | {cell(metrics[key])} |"
+                lines.append(row + (f" {cell(floor[key])} |" if key in floor else " |" if floor else ""))
         hist = metrics.get(f"class_histogram_{FEATURE_NAME}")
         if hist:
             lines += ["", "Class histogram of the samples (digits 0-9, by the classifier): "
@@ -156,8 +165,55 @@ def evaluation_markdown(metrics: dict | None, per_epoch: list[dict] | None = Non
     return "\n".join(lines)
 
 
+def ladder_markdown(ladder: dict | None, floor: dict | None = None) -> str:
+    """The card's epoch ladder: one row per snapshot of ``sd-course compare RUN`` (its ``compare.json``), so the
+    numbers of the rungs that are not shipped still live somewhere. ``floor`` (the ``floor`` of ``sd-course evaluate
+    --floor``) adds each rung's FID as a multiple of the real-data floor, when both were scored at the same n."""
+    from sd_course.metrics import FEATURE_NAME
+
+    rows = sorted((r for r in (ladder or {}).get("results", []) if r.get("epoch") is not None),
+                  key=lambda r: r["epoch"])
+    if not rows:
+        return ("No ladder: run `sd-course compare RUN --output_dir DIR` over the run's `epoch-XXXX/` snapshots and "
+                "export again with `--ladder DIR`.")
+    first = rows[0]
+    lines = [f"Every snapshot of the run, scored by `sd-course compare` on the same {first['n']} samples (seed "
+             f"{first['seed']}, `{first.get('scheduler')}`, {first.get('num_inference_steps')} steps) against "
+             f"{first.get('reference_n', '?')} images of `{first.get('reference')}` (classifier features). "
+             "`ladder.json` holds every number; `ladder.png` plots them against epochs and minutes.", "",
+             "![FID against epochs and training minutes](ladder.png)", "",
+             "| epoch | steps | training minutes | FID | precision | recall | classes (min-max %) |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    fid = f"fid_{FEATURE_NAME}"
+    floor_fid = (floor or {}).get(fid) if (floor or {}).get("n") == first["n"] else None
+    if floor_fid:
+        lines[-2] = lines[-2].replace("| FID |", "| FID | x floor |")
+        lines[-1] += "---:|"
+        lines.insert(-4, f"The real-data floor at this n is FID {floor_fid:.2f} ({floor['n']} real images of "
+                         f"`{floor['spec']}`, scored the same way).")
+        lines.insert(-4, "")
+    for r in rows:
+        hist = r.get(f"class_histogram_{FEATURE_NAME}") or [float("nan")]
+        minutes = f"{r['train_minutes']:.1f}" if r.get("train_minutes") is not None else "?"
+        times = f" {r[fid] / floor_fid:.1f} |" if floor_fid else ""
+        lines.append(f"| {r['epoch']} | {r.get('step') or '?'} | {minutes} | {r[fid]:.1f} |{times} "
+                     f"{r[f'precision_{FEATURE_NAME}']:.3f} | {r[f'recall_{FEATURE_NAME}']:.3f} | "
+                     f"{100 * min(hist):.1f}-{100 * max(hist):.1f} |")
+    return "\n".join(lines)
+
+
+def metrics_from_ladder(ladder: dict, epoch: int | None, step: int | None) -> dict | None:
+    """The scores of one rung of an ``sd-course compare`` ladder (the snapshot after ``epoch``, ``step`` steps) with
+    the ladder's provenance: the same fields as ``sd-course evaluate --output_json`` (same protocol, same seeds)."""
+    for row in ladder.get("results", []):
+        if epoch is not None and row.get("epoch") == epoch and row.get("step") == step:
+            provenance = {k: v for k, v in ladder.items() if k != "results"}
+            return {**provenance, **row, "source": "model"}
+    return None
+
+
 def card_facts(run: Path, record: RunRecord, metrics: dict | None, load_path: str, train_command: str | None,
-               hardware: str | None, grid: dict, dataset_id: str | None = None) -> dict:
+               hardware: str | None, grid: dict, dataset_id: str | None = None, ladder: dict | None = None) -> dict:
     """Everything the template needs, read from the run's own files."""
     cfg, summary, losses, per_epoch = record.config, record.summary, record.losses, record.evals
     unet_config = _read_json(run / "unet" / "config.json", "U-Net config")
@@ -210,6 +266,7 @@ def card_facts(run: Path, record: RunRecord, metrics: dict | None, load_path: st
         software=summary.get("software", "unknown"),
         train_command=train_command or "sd-course train --config training_config.json  # the resolved configuration",
         evaluation=evaluation_markdown(metrics, per_epoch),
+        ladder=ladder_markdown(ladder, (ladder or {}).get("floor") or (metrics or {}).get("floor")),
         load_path=load_path,
         **grid,
     )
@@ -271,8 +328,11 @@ def export_pipeline(run_dir: str | Path, output: str | Path, metrics_json: str |
                     summary: str | None = None, hardware: str | None = None, train_command: str | None = None,
                     load_path: str | None = None, num_grid: int = 64, scheduler: str = "dpm++",
                     num_inference_steps: int = 25, seed: int = 0, template: str | Path | None = None,
-                    limitations: str = DEFAULT_LIMITATIONS, show_progress: bool = True) -> Path:
-    """Copy ``run_dir``'s pipeline, logs, plots and a rendered card into ``output`` (atomically)."""
+                    limitations: str = DEFAULT_LIMITATIONS, ladder_dir: str | Path | None = None,
+                    show_progress: bool = True) -> Path:
+    """Copy ``run_dir``'s pipeline, logs, plots and a rendered card into ``output`` (atomically). ``ladder_dir``:
+    the ``--output_dir`` of ``sd-course compare`` over the run's snapshots, copied as ``ladder.json``/``ladder.png``
+    and tabulated in the card; without ``metrics_json``, the exported epoch's own row of the ladder is its metrics."""
     from sd_course.pipeline import generate, load_pipeline
     from sd_course.schedulers import resolve_scheduler_name
     from sd_course.viz import save_grid, write_loss_plot
@@ -282,29 +342,37 @@ def export_pipeline(run_dir: str | Path, output: str | Path, metrics_json: str |
     if output.resolve() == run.resolve():
         raise InputError("--output must differ from the run folder: export writes a clean copy")
     metrics = _read_json(Path(metrics_json), "metrics") if metrics_json else None
+    ladder = _read_json(Path(ladder_dir) / "compare.json", "ladder (sd-course compare)") if ladder_dir else None
     if num_grid <= 0 or num_inference_steps <= 0:
         raise InputError("--num_grid and --num_inference_steps must be positive")
     resolve_scheduler_name(scheduler)  # an unknown name or a missing template fails here, before any copying
     template = find_template(template)
     name = name or output.name
+    record = read_run(run)
+    if metrics is None and ladder is not None:
+        metrics = metrics_from_ladder(ladder, record.summary.get("epochs"), record.summary.get("global_step"))
 
     def write(staging: Path) -> None:
         for entry in PIPELINE_FILES:
             src = run / entry
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, staging / entry)
-        record = read_run(run)
         write_run_files(record, staging)
         if metrics is not None:
             (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if (staging / "loss.jsonl").exists():
             write_loss_plot(staging / "loss.jsonl", staging / "loss.png", title=f"{name}: training loss")
+        if ladder is not None:
+            (staging / "ladder.json").write_text(json.dumps(ladder, indent=2) + "\n")
+            if (Path(ladder_dir) / "metrics_vs_epoch.png").is_file():
+                shutil.copy2(Path(ladder_dir) / "metrics_vs_epoch.png", staging / "ladder.png")
         pipe = load_pipeline(str(staging), scheduler)
         images = generate(pipe, num_grid, batch_size=64, num_inference_steps=num_inference_steps, seed=seed,
                           show_progress=show_progress)
         save_grid(images, staging / "samples.png")
         grid = dict(num_grid=num_grid, grid_sampler=f"{type(pipe.scheduler).__name__}, {num_inference_steps} steps",
                     grid_scheduler=scheduler, grid_steps=num_inference_steps)
-        facts = card_facts(run, record, metrics, load_path or str(output), train_command, hardware, grid, dataset_id)
+        facts = card_facts(run, record, metrics, load_path or str(output), train_command, hardware, grid, dataset_id,
+                           ladder)
         text = summary or (f"An unconditional DDPM (Ho et al. 2020) trained with "
                            f"sd_course (`sd-course train`, an `accelerate` loop) on {facts['data']}.")
         card = render_card(facts, card_data(name, dataset_id, license, metrics), name, text, limitations, template)

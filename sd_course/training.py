@@ -296,7 +296,21 @@ def make_accelerator(cfg: TrainConfig, out: Path):
         logger.warning(f"training on {torch.get_num_threads()} of {cores} CPU cores (OMP_NUM_THREADS="
                        f"{os.environ.get('OMP_NUM_THREADS')}); for full speed launch with "
                        f"`accelerate launch --num_cpu_threads_per_process {cores} ...` or set OMP_NUM_THREADS={cores}")
+    if use_cpu and cfg.mixed_precision == "bf16" and not cpu_has_native_bf16():
+        # Without AVX512-BF16 or AMX, oneDNN emulates bf16 in fp32 and converts every tensor twice: a training
+        # step of the `mnist-small` U-Net ran at 23 images/s in bf16 against 64 in fp32 (benchmarks/README.md).
+        logger.warning("--mixed_precision bf16 on a CPU without native bf16 (AVX512-BF16 or AMX): each step is ~3x "
+                       "slower than fp32 here; pass --mixed_precision no")
     return accelerator, log_with
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX tiles), i.e. whether bf16 autocast speeds
+    a CPU run up rather than slowing it down."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # an older torch without the probes: assume yes, as it did before they existed
+        return True
 
 
 def train(cfg: TrainConfig, objective: Optional[Objective] = None, evaluate: Optional[Callable] = None) -> Path:
@@ -588,6 +602,8 @@ def describe_hardware(device) -> str:
     except OSError:
         pass
     text = f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    if getattr(device, "type", "cpu") == "cpu":
+        text += ", native bf16" if cpu_has_native_bf16() else ", no native bf16"
     if getattr(device, "type", "cpu") == "cuda":
         text = f"{torch.cuda.get_device_name(device)}; {text}"
     return text

@@ -230,6 +230,31 @@ def test_evaluate_samples_folder_scores_real_digits_close_to_reference(tmp_path,
     assert real[FID] < 0.05 * noise[FID]
 
 
+def test_evaluate_scores_the_real_data_floor_the_same_way_and_the_card_shows_it(tmp_path, capsys):
+    """--floor: n real digits scored like the n samples, so a model is read as "k times the floor" at its own n."""
+    from sd_course.model_card import evaluation_markdown
+
+    noise_folder = write_pngs(metrics.pure_noise(100), tmp_path / "noise")
+    out = tmp_path / "metrics.json"
+    rc = cli.main(["evaluate", "--samples", str(noise_folder), "--reference", BUILTIN, "--num_reference", "600",
+                   "--kid_subsets", "10", "--floor", BUILTIN, "--output_json", str(out)])
+    assert rc == 0 and "floor: fid_mnist_classifier" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    floor = result["floor"]
+    assert floor["n"] == result["n"] == 100 and floor["spec"] == BUILTIN
+    assert 0 < floor[FID] < 0.05 * result[FID]  # real digits near the reference, noise far from it
+    assert 0 <= floor[f"recall_{metrics.FEATURE_NAME}"] <= 1
+    card = evaluation_markdown(result)
+    assert "| metric | value | real-data floor |" in card
+    assert f"{result[FID] / floor[FID]:.2f}x** the floor" in card
+    assert f"| `{FID}` | {result[FID]:.4g} | {floor[FID]:.4g} |" in card
+
+    with pytest.raises(InputError, match="holds 2000 images, fewer than the 2100 samples"):
+        evaluation.real_data_floor(BUILTIN, 2100, metrics.prepare_reference(BUILTIN, metrics.load_feature_extractor(),
+                                                                            num_images=50, show_progress=False),
+                                   metrics.load_feature_extractor())
+
+
 def test_empty_samples_folder_is_an_input_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no images here")

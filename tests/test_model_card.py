@@ -97,3 +97,44 @@ def test_export_of_a_snapshot_reads_the_run_up_to_its_epoch(trained_run, tmp_pat
     assert json.loads((out / "training_config.json").read_text())["max_train_steps"] == 4
     text = ModelCard.load(out / "README.md").text
     assert "the snapshot after epoch 1 of a 2-epoch run" in text and "2 optimisation steps" in text
+
+
+def test_the_epoch_ladder_goes_from_compare_into_the_card_and_back(trained_run, tmp_path):
+    """`sd-course compare RUN` scores every snapshot with its steps and training minutes; `export --ladder` puts that
+    table into the card; the exported rungs, compared again, still know their epoch and their run."""
+    from huggingface_hub import ModelCard
+
+    scoring = ["--num_samples", "8", "--num_inference_steps", "2", "--scheduler", "ddim", "--reference",
+               "builtin:mnist-2k:train", "--num_reference", "100", "--kid_subsets", "2", "--grid_columns", "2"]
+    ladder = tmp_path / "ladder"
+    assert cli_main(["compare", str(trained_run), *scoring, "--output_dir", str(ladder),
+                     "--floor", "builtin:mnist-2k:train"]) == 0
+    compared = json.loads((ladder / "compare.json").read_text())
+    results, floor = compared["results"], compared["floor"]
+    assert [(r["epoch"], r["step"]) for r in results] == [(1, 2), (2, 4)]
+    assert 0 < results[0]["train_minutes"] < results[1]["train_minutes"]
+    assert floor["n"] == 8 and floor["fid_mnist_classifier"] < results[1]["fid_mnist_classifier"]
+
+    rungs = []
+    for snapshot in ("epoch-0001", "epoch-0002"):
+        rungs.append(tmp_path / "pipelines" / snapshot)
+        assert cli_main(["export", str(trained_run / snapshot), "--output", str(rungs[-1]), "--ladder", str(ladder),
+                         "--num_grid", "2", "--scheduler", "ddim", "--num_inference_steps", "2"]) == 0
+    assert (rungs[-1] / "ladder.png").stat().st_size > 10_000 and (rungs[-1] / "ladder.json").is_file()
+    text = ModelCard.load(rungs[-1] / "README.md").text
+    fid = results[1]["fid_mnist_classifier"]
+    times = fid / floor["fid_mnist_classifier"]
+    assert f"| 2 | 4 | {results[1]['train_minutes']:.1f} | {fid:.1f} | {times:.1f} |" in text and "| 1 | 2 |" in text
+    # no --metrics: each rung's own row of the ladder is its evaluation, with the floor beside it
+    own = json.loads((rungs[0] / "metrics.json").read_text())
+    assert own["fid_mnist_classifier"] == results[0]["fid_mnist_classifier"] and own["epoch"] == 1
+    assert own["reference"] == compared["reference"] and own["floor"] == floor
+    assert f"**{times:.2f}x** the floor" in text and "| metric | value | real-data floor |" in text
+
+    again = tmp_path / "again"
+    assert cli_main(["compare", *map(str, rungs), *scoring, "--output_dir", str(again)]) == 0
+    shipped = json.loads((again / "compare.json").read_text())["results"]
+    assert [(r["epoch"], r["step"]) for r in shipped] == [(1, 2), (2, 4)]
+    assert shipped[0]["run"] == shipped[1]["run"] == str(trained_run)  # one line in metrics_vs_epoch.png
+    assert shipped[1]["fid_mnist_classifier"] == pytest.approx(fid)  # the same weights, the same seeds
+    assert (again / "metrics_vs_epoch.png").is_file()

@@ -1,0 +1,83 @@
+"""Which sampler, how many steps? All 15 schedulers at their usual step counts on one model: FID, precision, recall,
+class balance and images/s, from the same starting noises.
+
+    python benchmarks/scheduler_table.py --reference ../shared/data/mnist:test          # ~25 min, shipped model
+    python benchmarks/scheduler_table.py --model runs/mnist --schedulers ddim,dpm++,unipc --num_samples 200
+
+Every scheduler gets the model's own noise schedule and prediction type (``sd_course.schedulers.make_scheduler``)
+and its usual step count (``default_num_inference_steps``: 1000 for DDPM, 50 for DDIM and the Euler family, 25
+for the multistep solvers). Second-order schedulers (Heun, KDPM2, DPM++ SDE) call the network twice per step, so the
+table counts *model calls*, which is what sampling costs: images/s is measured on this machine, one scheduler at a
+time, and is about (network speed) / (model calls). Results: benchmarks/README.md section 12.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from sd_course.evaluation import load_feature_extractor, prepare_reference, score_images
+from sd_course.metrics import FEATURE_NAME
+from sd_course.pipeline import generate, load_pipeline
+from sd_course.schedulers import SCHEDULERS, default_num_inference_steps
+
+
+def count_calls(unet) -> list[int]:
+    """A forward hook on the U-Net: the returned one-element list counts its calls."""
+    calls = [0]
+    unet.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+def measure(model: str | None, alias: str, num_samples: int, batch_size: int, reference, extractor) -> dict:
+    """Sample ``num_samples`` images (seed 0) with one scheduler at its usual step count and score them."""
+    pipe = load_pipeline(model, alias)
+    steps = default_num_inference_steps(pipe.scheduler)
+    calls = count_calls(pipe.unet)
+    start = time.time()
+    images = generate(pipe, num_samples, batch_size=batch_size, num_inference_steps=steps, seed=0,
+                      show_progress=False)
+    seconds = time.time() - start
+    scores = score_images(images, reference, extractor, 0)
+    batches = -(-num_samples // batch_size)
+    histogram = scores[f"class_histogram_{FEATURE_NAME}"]
+    return {"scheduler": alias, "class": type(pipe.scheduler).__name__, "steps": steps,
+            "model_calls": calls[0] // batches, "fid": scores[f"fid_{FEATURE_NAME}"],
+            "precision": scores[f"precision_{FEATURE_NAME}"], "recall": scores[f"recall_{FEATURE_NAME}"],
+            "class_min": min(histogram), "class_max": max(histogram), "images_per_s": num_samples / seconds}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=None, help="a pipeline folder (default: the shipped pipelines/ddpm-mnist)")
+    p.add_argument("--reference", default="ylecun/mnist:test")
+    p.add_argument("--schedulers", default=",".join(info.alias for info in SCHEDULERS),
+                   help="comma-separated aliases (default: all 15)")
+    p.add_argument("--num_samples", type=int, default=500, help="samples per scheduler, seed 0")
+    p.add_argument("--batch_size", type=int, default=250)
+    p.add_argument("--output_json", default="runs/scheduler_table.json")
+    args = p.parse_args(argv)
+    extractor = load_feature_extractor(None)
+    reference = prepare_reference(args.reference, extractor, None, show_progress=False)
+    rows = []
+    for alias in args.schedulers.split(","):
+        rows.append(measure(args.model, alias.strip(), args.num_samples, args.batch_size, reference, extractor))
+        print(json.dumps(rows[-1]), flush=True)
+
+    print(f"\n{args.num_samples} samples per scheduler, seed 0, model {args.model or 'pipelines/ddpm-mnist'}, "
+          f"against {args.reference}; classifier features\n")
+    print("| scheduler | steps | model calls | FID | precision | recall | classes (min-max %) | images/s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| `{r['scheduler']}` ({r['class']}) | {r['steps']} | {r['model_calls']} | {r['fid']:.1f} | "
+              f"{r['precision']:.3f} | {r['recall']:.3f} | {100 * r['class_min']:.1f}-{100 * r['class_max']:.1f} | "
+              f"{r['images_per_s']:.1f} |")
+    Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output_json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    print(f"wrote {args.output_json}")
+
+
+if __name__ == "__main__":
+    main()
