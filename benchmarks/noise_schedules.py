@@ -1,10 +1,13 @@
 """What happens if we change the noise schedule? The lab's question, answered by experiment.
 
-    python benchmarks/noise_schedules.py --dataset_name ../shared/data/mnist        # ~12 min after the sweep's runs
+    python benchmarks/noise_schedules.py --dataset_name ../shared/data/mnist --prediction_type v_prediction \
+        --preset mnist-small --mixed_precision no --eval_samples 300 --num_samples 200    # benchmarks/README.md §9
+    python benchmarks/noise_schedules.py --dataset_name ../shared/data/mnist        # eps, the sweep's own runs
 
 Four U-Nets, identical but for ``--ddpm_beta_schedule`` (``linear``, ``scaled_linear``, ``squaredcos_cap_v2``,
 ``sigmoid``), trained on the same images for the same number of steps: the runs ``fast``, ``scaled_linear``,
-``cosine`` and ``sigmoid`` of ``benchmarks/recipe_sweep.py`` (read back from ``--workdir``; trained there first if
+``cosine`` and ``sigmoid`` of ``benchmarks/recipe_sweep.py`` (``linear-v``, ``scaled_linear-v``, ``cosine-v``,
+``sigmoid-v`` with ``--prediction_type v_prediction``; read back from ``--workdir``, trained there first if
 missing). Measured, all with the same seeds and the shipped classifier's features against the test split:
 
 1. FID / precision / recall against minutes of training (the sweep's evaluations after each epoch);

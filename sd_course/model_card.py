@@ -179,7 +179,7 @@ def ladder_markdown(ladder: dict | None, floor: dict | None = None) -> str:
     first = rows[0]
     lines = [f"Every snapshot of the run, scored by `sd-course compare` on the same {first['n']} samples (seed "
              f"{first['seed']}, `{first.get('scheduler')}`, {first.get('num_inference_steps')} steps) against "
-             f"{first.get('reference_n', '?')} images of `{first.get('reference')}` (classifier features). "
+             f"{ladder.get('reference_n', '?')} images of `{ladder.get('reference')}` (classifier features). "
              "`ladder.json` holds every number; `ladder.png` plots them against epochs and minutes.", "",
              "![FID against epochs and training minutes](ladder.png)", "",
              "| epoch | steps | training minutes | FID | precision | recall | classes (min-max %) |",

@@ -129,6 +129,7 @@ def test_the_epoch_ladder_goes_from_compare_into_the_card_and_back(trained_run, 
     own = json.loads((rungs[0] / "metrics.json").read_text())
     assert own["fid_mnist_classifier"] == results[0]["fid_mnist_classifier"] and own["epoch"] == 1
     assert own["reference"] == compared["reference"] and own["floor"] == floor
+    assert f"against 100 images of `builtin:mnist-2k:train`" in text  # the ladder's own provenance
     assert f"**{times:.2f}x** the floor" in text and "| metric | value | real-data floor |" in text
 
     again = tmp_path / "again"
