@@ -1,8 +1,10 @@
 """What happens if we change the noise schedule? The lab's question, answered by experiment.
 
     python benchmarks/noise_schedules.py --dataset_name ../shared/data/mnist --prediction_type v_prediction \
-        --preset mnist-small --mixed_precision no --eval_samples 300 --num_samples 200    # benchmarks/README.md §9
+        --preset mnist-narrow --mixed_precision no --eval_samples 300 --num_samples 200   # README §9, 21 min
     python benchmarks/noise_schedules.py --dataset_name ../shared/data/mnist        # eps, the sweep's own runs
+    python benchmarks/noise_schedules.py --dataset_name ../shared/data/mnist --model pipelines/ddpm-mnist \
+        --num_samples 200                                                            # part 3 on the shipped model
 
 Four U-Nets, identical but for ``--ddpm_beta_schedule`` (``linear``, ``scaled_linear``, ``squaredcos_cap_v2``,
 ``sigmoid``), trained on the same images for the same number of steps: the runs ``fast``, ``scaled_linear``,
@@ -70,10 +72,15 @@ def main(argv=None):
     p.add_argument("--steps", default="5,10,25,50", help="DPM-Solver++ step counts of part 2")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output_dir", default="runs/noise_schedules")
+    p.add_argument("--model", default=None,
+                   help="part 3 only, for one trained pipeline (e.g. pipelines/ddpm-mnist): sample it with each "
+                        "schedule's betas; trains nothing")
     args = p.parse_args(argv)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
+    if args.model:
+        return sample_with_every_schedule(args, out)
 
     # 1. the four training runs and their curves (the sweep's own evaluations: n = its --eval_samples)
     sweep_args = recipe_sweep.parse([f"--dataset_name={args.dataset_name}", f"--workdir={args.workdir}",
@@ -135,7 +142,8 @@ def main(argv=None):
     for trained in schedules:
         print(f"| {trained} | " + " | ".join(f"{crossed[(trained, other)]['fid']:.1f}" for other in schedules) + " |")
 
-    plot(curves, by_steps, pictures, out)
+    plot_curves(curves, by_steps, out)
+    plot_samples(pictures, out)
     (out / "noise_schedules.json").write_text(json.dumps({
         "args": vars(args), "curves": {s: [{k: v for k, v in r.items()} for r in rows] for s, rows in curves.items()},
         "fid_by_steps": by_steps, "crossed": [{"trained": a, "sampled": b, **v} for (a, b), v in crossed.items()],
@@ -144,10 +152,36 @@ def main(argv=None):
           f"({(time.time() - start) / 60:.1f} min)")
 
 
-def plot(curves: dict, by_steps: dict, pictures: dict, out: Path) -> None:
-    from matplotlib.figure import Figure
+def sample_with_every_schedule(args, out: Path) -> dict:
+    """Part 3 for a well-trained model: its own schedule against the other three, DPM-Solver++ 25 steps, n samples."""
+    extractor = load_feature_extractor(None)
+    reference = prepare_reference(f"{args.dataset_name}:test", extractor, None, show_progress=False)
+    trained = load_pipeline(args.model)
+    own = trained.scheduler.config.beta_schedule
+    rows = {}
+    for schedule in RECIPES["epsilon"]:  # the four schedules
+        t0 = time.time()
+        images = generate(sampler_with_schedule(trained, schedule), args.num_samples, batch_size=250,
+                          num_inference_steps=CROSS_STEPS, seed=args.seed, show_progress=False)
+        result = score_images(images, reference, extractor, args.seed)
+        rows[schedule] = {"fid": result[FID], "precision": result[PRECISION], "recall": result[RECALL],
+                          "seconds": round(time.time() - t0, 1)}
+        print(f"{schedule}: {rows[schedule]}", flush=True)
+    print(f"\n{args.model} (trained with {own}), sampled with each schedule's betas "
+          f"(DPM-Solver++ {CROSS_STEPS} steps, n = {args.num_samples}):\n")
+    print("| sampled with | FID | precision | recall |\n|---|---|---|---|")
+    for schedule, r in rows.items():
+        mark = " (its own)" if schedule == own else ""
+        print(f"| {schedule}{mark} | {r['fid']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} |")
+    result = {"args": vars(args), "trained_with": own, "sampled_with": rows}
+    (out / "noise_schedules_crossed.json").write_text(json.dumps(result, indent=2))
+    return result
 
-    from sd_course.viz import image_grid
+
+def plot_curves(curves: dict, by_steps: dict, out: Path) -> None:
+    """noise_schedules_curves.png: FID against training minutes (left) and against DPM-Solver++ steps (right)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullLocator
 
     fig = Figure(figsize=(10, 3.4))
     ax1, ax2 = fig.subplots(1, 2)
@@ -159,9 +193,17 @@ def plot(curves: dict, by_steps: dict, pictures: dict, out: Path) -> None:
             title="FID during training")
     ax2.set(xlabel="DPM-Solver++ steps", ylabel="FID", xscale="log", yscale="log", title="FID against sampling steps")
     ax2.set_xticks(steps, [str(n) for n in steps])
+    ax2.xaxis.set_minor_locator(NullLocator())  # the log axis' own minor labels would overprint the step counts
     ax1.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "noise_schedules_curves.png", dpi=110)
+
+
+def plot_samples(pictures: dict, out: Path) -> None:
+    """noise_schedules.png: 16 samples of each model side by side, the same starting noises."""
+    from matplotlib.figure import Figure
+
+    from sd_course.viz import image_grid
 
     fig = Figure(figsize=(2.6 * len(pictures), 3.0))
     for ax, (schedule, images) in zip(fig.subplots(1, len(pictures)), pictures.items()):

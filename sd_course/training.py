@@ -320,7 +320,6 @@ def train(cfg: TrainConfig, objective: Optional[Objective] = None, evaluate: Opt
     from accelerate.utils import set_seed
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
-    from diffusers.utils import make_image_grid
     from tqdm.auto import tqdm
 
     from sd_course.models import count_parameters
@@ -364,16 +363,8 @@ def train(cfg: TrainConfig, objective: Optional[Objective] = None, evaluate: Opt
     _register_ema_checkpointing(accelerator, ema, accelerator.unwrap_model(model))
 
     # ---- resume ---------------------------------------------------------------------------------------------------
-    global_step = 0
-    if resume_path is not None:
-        logger.info(f"resuming from {resume_path}")
-        try:
-            accelerator.load_state(str(resume_path))
-        except Exception as e:
-            raise InputError(f"checkpoint {resume_path} could not be loaded ({type(e).__name__}: {e}); it is corrupt "
-                             "or from a different model: delete it or start without --resume_from_checkpoint") from e
-        global_step = json.loads((resume_path / "training_state.json").read_text())["global_step"]
-    elif cfg.resume_from_checkpoint:
+    global_step = _resume(accelerator, resume_path) if resume_path is not None else 0
+    if cfg.resume_from_checkpoint and resume_path is None:
         logger.info(f"no checkpoint in {out} yet: starting a new run")
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -460,22 +451,8 @@ def train(cfg: TrainConfig, objective: Optional[Objective] = None, evaluate: Opt
         last = global_step >= max_steps
         train_seconds += time.time() - tick
         if accelerator.is_main_process:
-            if cfg.save_images_epochs and (done % cfg.save_images_epochs == 0 or last):
-                grid = objective.sample_images(saveable())
-                if grid is not None:
-                    images, rows = grid
-                    image = make_image_grid(images, rows=rows, cols=len(images) // rows)
-                    (out / "samples").mkdir(parents=True, exist_ok=True)
-                    image.resize((image.width * 4, image.height * 4), 0).save(out / "samples" / f"epoch-{done:04d}.png")
-            if cfg.save_model_epochs and done % cfg.save_model_epochs == 0 and not last:
-                save_pipeline_snapshot(saveable(), out / f"epoch-{done:04d}")
-            if evaluate is not None and cfg.eval_epochs and (done % cfg.eval_epochs == 0 or last):
-                metrics = evaluate(saveable())
-                logger.info(f"epoch {done}: {metrics}")
-                _append_jsonl(out / cfg.logging_dir / "eval.jsonl",
-                              {"step": global_step, "epoch": done, "train_seconds": round(train_seconds, 3), **metrics})
-                if log_with:
-                    accelerator.log({f"eval/{k}": v for k, v in metrics.items()}, step=global_step)
+            _end_of_epoch(cfg, objective, out, saveable, evaluate, accelerator if log_with else None,
+                          done=done, last=last, global_step=global_step, train_seconds=train_seconds)
         accelerator.wait_for_everyone()
         tick = time.time()
         if last:
@@ -492,8 +469,6 @@ def train(cfg: TrainConfig, objective: Optional[Objective] = None, evaluate: Opt
             save_pipeline_snapshot(final, out / f"epoch-{num_epochs:04d}")
         save_pipeline(final, out)
         elapsed = time.time() - start_time
-        seen = torch.cat(seen_first_epoch, dim=1) if seen_first_epoch else torch.zeros(accelerator.num_processes, 0)
-        per_rank = [set(row.tolist()) for row in seen]
         summary = {
             "objective": objective.name,
             "global_step": global_step, "epochs": num_epochs, "final_loss": loss_value,
@@ -503,8 +478,7 @@ def train(cfg: TrainConfig, objective: Optional[Objective] = None, evaluate: Opt
             "images_per_s": round(images_done / loop_seconds, 2) if global_step > start_step else None,
             "hardware": describe_hardware(accelerator.device), "software": describe_software(),
             "param_checksum_per_process": checksums,
-            "first_epoch_samples_per_process": [len(s) for s in per_rank],
-            "first_epoch_samples_seen_by_several_processes": len(set.intersection(*per_rank)) if len(per_rank) > 1 else 0,
+            **_first_epoch_coverage(seen_first_epoch, accelerator.num_processes),
             **objective.summary(final),
         }
         (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
@@ -525,6 +499,50 @@ def train(cfg: TrainConfig, objective: Optional[Objective] = None, evaluate: Opt
 # ----------------------------------------------------------------------------------------------------------------
 
 EMA_WEIGHTS, EMA_STATE = "ema.safetensors", "ema_state.json"
+
+
+def _resume(accelerator, resume_path: Path) -> int:
+    """Load a checkpoint folder (model, optimiser, LR schedule, RNG states, EMA) and return its optimisation step."""
+    logger.info(f"resuming from {resume_path}")
+    try:
+        accelerator.load_state(str(resume_path))
+    except Exception as e:
+        raise InputError(f"checkpoint {resume_path} could not be loaded ({type(e).__name__}: {e}); it is corrupt "
+                         "or from a different model: delete it or start without --resume_from_checkpoint") from e
+    return json.loads((resume_path / "training_state.json").read_text())["global_step"]
+
+
+def _end_of_epoch(cfg: TrainConfig, objective: Objective, out: Path, saveable: Callable, evaluate: Optional[Callable],
+                  tracker, *, done: int, last: bool, global_step: int, train_seconds: float) -> None:
+    """What the main process does after epoch ``done``: a sample grid, a pipeline snapshot (the epoch ladder) and
+    the metrics, each every N epochs as configured. ``tracker`` is the accelerator when --report_to is on."""
+    from diffusers.utils import make_image_grid
+
+    if cfg.save_images_epochs and (done % cfg.save_images_epochs == 0 or last):
+        grid = objective.sample_images(saveable())
+        if grid is not None:
+            images, rows = grid
+            image = make_image_grid(images, rows=rows, cols=len(images) // rows)
+            (out / "samples").mkdir(parents=True, exist_ok=True)
+            image.resize((image.width * 4, image.height * 4), 0).save(out / "samples" / f"epoch-{done:04d}.png")
+    if cfg.save_model_epochs and done % cfg.save_model_epochs == 0 and not last:
+        save_pipeline_snapshot(saveable(), out / f"epoch-{done:04d}")
+    if evaluate is not None and cfg.eval_epochs and (done % cfg.eval_epochs == 0 or last):
+        metrics = evaluate(saveable())
+        logger.info(f"epoch {done}: {metrics}")
+        _append_jsonl(out / cfg.logging_dir / "eval.jsonl",
+                      {"step": global_step, "epoch": done, "train_seconds": round(train_seconds, 3), **metrics})
+        if tracker is not None:
+            tracker.log({f"eval/{k}": v for k, v in metrics.items()}, step=global_step)
+
+
+def _first_epoch_coverage(seen_first_epoch: list, num_processes: int) -> dict:
+    """How the first epoch's data was sharded: items per process, and items that several processes saw (0 when the
+    sampler and accelerate's sharding agree; tests/test_training.py checks it with 2 processes)."""
+    seen = torch.cat(seen_first_epoch, dim=1) if seen_first_epoch else torch.zeros(num_processes, 0)
+    per_rank = [set(row.tolist()) for row in seen]
+    return {"first_epoch_samples_per_process": [len(s) for s in per_rank],
+            "first_epoch_samples_seen_by_several_processes": len(set.intersection(*per_rank)) if len(per_rank) > 1 else 0}
 
 
 def _register_ema_checkpointing(accelerator, ema, model) -> None:
