@@ -271,6 +271,9 @@ def _add_export(sub):
     p.add_argument("--template", default=None, help="another card template (default: model_cards/ddpm-unconditional.md)")
     p.add_argument("--ladder", default=None, help="the --output_dir of `sd-course compare` over the run's epoch "
                                                   "snapshots: its table and plot go into the card")
+    p.add_argument("--samplers", nargs="+", default=None, metavar="JSON",
+                   help="the --output_json of benchmarks/scheduler_table.py (one or several, same model and n): the "
+                        "card gets a 'Which sampler?' table and recommendation")
     t2i = p.add_argument_group("text-to-image runs (StableDiffusionPipeline folders)")
     t2i.add_argument("--guidance_sweep", default=None, help="the JSON of benchmarks/guidance_sweep.py, for the card")
     t2i.add_argument("--vae_run", default=None, help="the training run of its VAE (runs/vae-mnist), for vae/README.md")
@@ -290,7 +293,7 @@ def _add_export(sub):
             license=args.license, summary=args.summary, hardware=args.hardware, train_command=args.train_command,
             load_path=args.load_path, num_grid=args.num_grid, scheduler=args.scheduler,
             num_inference_steps=args.num_inference_steps, seed=args.seed, template=args.template,
-            ladder_dir=args.ladder)
+            ladder_dir=args.ladder, sampler_tables=args.samplers)
         print(f"wrote {out} (model card: {out / 'README.md'})")
 
     p.set_defaults(func=run)

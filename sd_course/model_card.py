@@ -202,6 +202,47 @@ def ladder_markdown(ladder: dict | None, floor: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def merge_sampler_tables(tables: list[dict]) -> dict:
+    """One table from several ``benchmarks/scheduler_table.py --output_json`` files (e.g. the fast schedulers, then
+    DDPM's 1000 steps on its own); InputError if they were not measured the same way."""
+    keys = ("num_samples", "reference")
+    first = tables[0]["args"]
+    for table in tables[1:]:
+        if any(table["args"].get(k) != first.get(k) for k in keys):
+            raise InputError(f"--samplers: the tables differ in {', '.join(keys)} ({first} vs {table['args']}); "
+                             "merge only tables measured the same way")
+    return {"args": first, "rows": [row for table in tables for row in table["rows"]]}
+
+
+def samplers_markdown(table: dict | None, floor_fid: float | None = None, slack: float = 1.5) -> str:
+    """The card's scheduler table (sorted by FID) and its recommendation: the lowest FID, and the fastest scheduler
+    whose FID is within ``slack`` x the lowest (what to use when time matters)."""
+    rows = sorted((table or {}).get("rows", []), key=lambda r: r["fid"])
+    if not rows:
+        return ""
+    n = table["args"].get("num_samples")
+    best = rows[0]
+    fast = max((r for r in rows if r["fid"] <= slack * best["fid"]), key=lambda r: r["images_per_s"])
+    floor = f" The real-data floor at this n is FID {floor_fid:.1f}." if floor_fid else ""
+
+    def name(r):
+        return f"`{r['scheduler']}` {r['steps']} steps"
+
+    lines = [f"Every scheduler at its usual step count on this model: the same {n} starting noises (seed 0), scored "
+             "against the test digits like the evaluation above (`benchmarks/scheduler_table.py`; `samplers.json` "
+             f"holds every number). Images/s as the benchmark measured them on its machine.{floor}", "",
+             f"**Recommended**: {name(best)} for the best digits (FID {best['fid']:.1f}, "
+             f"{best['images_per_s']:.2g} images/s)"
+             + ("." if fast is best else f"; {name(fast)} when time matters (FID {fast['fid']:.1f}, "
+                f"{fast['images_per_s']:.2g} images/s, the fastest within {slack}x of the best FID)."),
+             "", "| scheduler | steps | model calls | FID | precision | recall | classes (min-max %) | images/s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| `{r['scheduler']}` ({r['class']}) | {r['steps']} | {r['model_calls']} | {r['fid']:.1f} | "
+              f"{r['precision']:.3f} | {r['recall']:.3f} | {100 * r['class_min']:.1f}-{100 * r['class_max']:.1f} | "
+              f"{r['images_per_s']:.2g} |" for r in rows]
+    return "\n".join(lines)
+
+
 def metrics_from_ladder(ladder: dict, epoch: int | None, step: int | None) -> dict | None:
     """The scores of one rung of an ``sd-course compare`` ladder (the snapshot after ``epoch``, ``step`` steps) with
     the ladder's provenance: the same fields as ``sd-course evaluate --output_json`` (same protocol, same seeds)."""
@@ -213,7 +254,8 @@ def metrics_from_ladder(ladder: dict, epoch: int | None, step: int | None) -> di
 
 
 def card_facts(run: Path, record: RunRecord, metrics: dict | None, load_path: str, train_command: str | None,
-               hardware: str | None, grid: dict, dataset_id: str | None = None, ladder: dict | None = None) -> dict:
+               hardware: str | None, grid: dict, dataset_id: str | None = None, ladder: dict | None = None,
+               samplers: dict | None = None) -> dict:
     """Everything the template needs, read from the run's own files."""
     cfg, summary, losses, per_epoch = record.config, record.summary, record.losses, record.evals
     unet_config = _read_json(run / "unet" / "config.json", "U-Net config")
@@ -267,9 +309,18 @@ def card_facts(run: Path, record: RunRecord, metrics: dict | None, load_path: st
         train_command=train_command or "sd-course train --config training_config.json  # the resolved configuration",
         evaluation=evaluation_markdown(metrics, per_epoch),
         ladder=ladder_markdown(ladder, (ladder or {}).get("floor") or (metrics or {}).get("floor")),
+        samplers=samplers_markdown(samplers, _floor_fid(metrics, (samplers or {}).get("args", {}).get("num_samples"))),
         load_path=load_path,
         **grid,
     )
+
+
+def _floor_fid(metrics: dict | None, n: int | None) -> float | None:
+    """The real-data floor's FID from ``sd-course evaluate --floor``, if it was scored at this n."""
+    from sd_course.metrics import FEATURE_NAME
+
+    floor = (metrics or {}).get("floor") or {}
+    return floor.get(f"fid_{FEATURE_NAME}") if n is not None and floor.get("n") == n else None
 
 
 def _count_from_safetensors(weights: list[Path]) -> int | None:
@@ -329,10 +380,11 @@ def export_pipeline(run_dir: str | Path, output: str | Path, metrics_json: str |
                     load_path: str | None = None, num_grid: int = 64, scheduler: str = "dpm++",
                     num_inference_steps: int = 25, seed: int = 0, template: str | Path | None = None,
                     limitations: str = DEFAULT_LIMITATIONS, ladder_dir: str | Path | None = None,
-                    show_progress: bool = True) -> Path:
+                    sampler_tables: list[str | Path] | None = None, show_progress: bool = True) -> Path:
     """Copy ``run_dir``'s pipeline, logs, plots and a rendered card into ``output`` (atomically). ``ladder_dir``:
     the ``--output_dir`` of ``sd-course compare`` over the run's snapshots, copied as ``ladder.json``/``ladder.png``
-    and tabulated in the card; without ``metrics_json``, the exported epoch's own row of the ladder is its metrics."""
+    and tabulated in the card; without ``metrics_json``, the exported epoch's own row of the ladder is its metrics.
+    ``sampler_tables``: ``benchmarks/scheduler_table.py`` results, merged into ``samplers.json`` and the card."""
     from sd_course.pipeline import generate, load_pipeline
     from sd_course.schedulers import resolve_scheduler_name
     from sd_course.viz import save_grid, write_loss_plot
@@ -343,6 +395,13 @@ def export_pipeline(run_dir: str | Path, output: str | Path, metrics_json: str |
         raise InputError("--output must differ from the run folder: export writes a clean copy")
     metrics = _read_json(Path(metrics_json), "metrics") if metrics_json else None
     ladder = _read_json(Path(ladder_dir) / "compare.json", "ladder (sd-course compare)") if ladder_dir else None
+    samplers = None
+    if sampler_tables:
+        tables = [_read_json(Path(p), "scheduler table (benchmarks/scheduler_table.py)") for p in sampler_tables]
+        if any(not isinstance(t, dict) or "rows" not in t or "args" not in t for t in tables):
+            raise InputError("--samplers: expected the --output_json of benchmarks/scheduler_table.py "
+                             "(an object with 'args' and 'rows')")
+        samplers = merge_sampler_tables(tables)
     if num_grid <= 0 or num_inference_steps <= 0:
         raise InputError("--num_grid and --num_inference_steps must be positive")
     resolve_scheduler_name(scheduler)  # an unknown name or a missing template fails here, before any copying
@@ -361,6 +420,8 @@ def export_pipeline(run_dir: str | Path, output: str | Path, metrics_json: str |
             (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         if (staging / "loss.jsonl").exists():
             write_loss_plot(staging / "loss.jsonl", staging / "loss.png", title=f"{name}: training loss")
+        if samplers is not None:
+            (staging / "samplers.json").write_text(json.dumps(samplers, indent=2) + "\n")
         if ladder is not None:
             (staging / "ladder.json").write_text(json.dumps(ladder, indent=2) + "\n")
             if (Path(ladder_dir) / "metrics_vs_epoch.png").is_file():
@@ -372,7 +433,7 @@ def export_pipeline(run_dir: str | Path, output: str | Path, metrics_json: str |
         grid = dict(num_grid=num_grid, grid_sampler=f"{type(pipe.scheduler).__name__}, {num_inference_steps} steps",
                     grid_scheduler=scheduler, grid_steps=num_inference_steps)
         facts = card_facts(run, record, metrics, load_path or str(output), train_command, hardware, grid, dataset_id,
-                           ladder)
+                           ladder, samplers)
         text = summary or (f"An unconditional DDPM (Ho et al. 2020) trained with "
                            f"sd_course (`sd-course train`, an `accelerate` loop) on {facts['data']}.")
         card = render_card(facts, card_data(name, dataset_id, license, metrics), name, text, limitations, template)

@@ -139,3 +139,47 @@ def test_the_epoch_ladder_goes_from_compare_into_the_card_and_back(trained_run, 
     assert shipped[0]["run"] == shipped[1]["run"] == str(trained_run)  # one line in metrics_vs_epoch.png
     assert shipped[1]["fid_mnist_classifier"] == pytest.approx(fid)  # the same weights, the same seeds
     assert (again / "metrics_vs_epoch.png").is_file()
+
+
+def test_export_puts_the_scheduler_table_and_its_recommendation_into_the_card(trained_run, tmp_path, capsys):
+    """`export --samplers` merges benchmarks/scheduler_table.py results (here two files, as for the fast schedulers
+    and DDPM's 1000 steps run apart), sorts them by FID and recommends the best and the fastest within 1.5x of it."""
+    from huggingface_hub import ModelCard
+
+    def row(name, steps, fid, images_per_s):
+        return {"scheduler": name, "class": f"{name}Scheduler", "steps": steps, "model_calls": steps, "fid": fid,
+                "precision": 0.8, "recall": 0.9, "class_min": 0.07, "class_max": 0.12, "images_per_s": images_per_s}
+
+    args = {"num_samples": 200, "reference": "mnist:test"}
+    fast = tmp_path / "fast.json"
+    fast.write_text(json.dumps({"args": args, "rows": [row("dpm++", 25, 46.0, 4.9), row("euler-a", 50, 30.8, 2.5),
+                                                        row("pndm", 50, 34.3, 2.1)]}))
+    slow = tmp_path / "ddpm.json"
+    slow.write_text(json.dumps({"args": args, "rows": [row("ddpm", 1000, 26.0, 0.18)]}))
+    out = tmp_path / "card"
+    assert cli_main(["export", str(trained_run), "--output", str(out), "--samplers", str(fast), str(slow),
+                     "--num_grid", "2", "--scheduler", "ddim", "--num_inference_steps", "2"]) == 0
+    text = ModelCard.load(out / "README.md").text
+    assert "## Which sampler, how many steps?" in text
+    assert ("**Recommended**: `ddpm` 1000 steps for the best digits (FID 26.0, 0.18 images/s); `euler-a` 50 steps "
+            "when time matters (FID 30.8, 2.5 images/s") in text  # dpm++ is faster but 46.0 > 1.5 x 26.0
+    table = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| `")]
+    assert table == ["`ddpm` (ddpmScheduler)", "`euler-a` (euler-aScheduler)", "`pndm` (pndmScheduler)",
+                     "`dpm++` (dpm++Scheduler)"]  # sorted by FID
+    assert len(json.loads((out / "samplers.json").read_text())["rows"]) == 4
+
+    # without --samplers the section is left out; tables measured differently are refused, the card kept
+    plain = tmp_path / "plain"
+    assert cli_main(["export", str(trained_run), "--output", str(plain), "--num_grid", "2", "--scheduler", "ddim",
+                     "--num_inference_steps", "2"]) == 0
+    assert "Which sampler" not in ModelCard.load(plain / "README.md").text
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"args": {**args, "num_samples": 500}, "rows": [row("ddim", 50, 40.0, 2.7)]}))
+    before = (out / "README.md").read_bytes()
+    capsys.readouterr()
+    assert cli_main(["export", str(trained_run), "--output", str(out), "--samplers", str(fast), str(other)]) == 2
+    assert "tables differ in num_samples, reference" in capsys.readouterr().err
+    (tmp_path / "list.json").write_text("[]")
+    assert cli_main(["export", str(trained_run), "--output", str(out), "--samplers", str(tmp_path / "list.json")]) == 2
+    assert "expected the --output_json of benchmarks/scheduler_table.py" in capsys.readouterr().err
+    assert (out / "README.md").read_bytes() == before
