@@ -47,6 +47,13 @@ FID, PRECISION, RECALL = (f"{m}_{FEATURE_NAME}" for m in ("fid", "precision", "r
 CROSS_STEPS = 25  # DPM-Solver++ steps of part 3 and of the side-by-side samples
 
 
+def sample_and_score(pipe, steps: int, num_samples: int, seed: int, reference, extractor) -> dict:
+    """FID, precision and recall of ``num_samples`` images (seeds from ``seed``), and the images themselves."""
+    images = generate(pipe, num_samples, batch_size=250, num_inference_steps=steps, seed=seed, show_progress=False)
+    result = score_images(images, reference, extractor, seed)
+    return {"fid": result[FID], "precision": result[PRECISION], "recall": result[RECALL], "images": images}
+
+
 def sampler_with_schedule(trained: UnconditionalImagePipeline, beta_schedule: str) -> UnconditionalImagePipeline:
     """The trained U-Net with DPM-Solver++ on ``beta_schedule``'s noise levels (the model's own when they agree).
     A new pipeline: its first scheduler is what it holds the others to (see UnconditionalImagePipeline)."""
@@ -105,10 +112,7 @@ def main(argv=None):
     reference = prepare_reference(f"{args.dataset_name}:test", extractor, None, show_progress=False)
 
     def score(pipe, steps: int) -> dict:
-        images = generate(pipe, args.num_samples, batch_size=250, num_inference_steps=steps, seed=args.seed,
-                          show_progress=False)
-        result = score_images(images, reference, extractor, args.seed)
-        return {"fid": result[FID], "precision": result[PRECISION], "recall": result[RECALL], "images": images}
+        return sample_and_score(pipe, steps, args.num_samples, args.seed, reference, extractor)
 
     # 2. FID against sampling steps; 3. sampled with every schedule's betas
     models = {schedule: load_pipeline(str(Path(args.workdir) / recipe)) for schedule, recipe in schedules.items()}
@@ -161,11 +165,9 @@ def sample_with_every_schedule(args, out: Path) -> dict:
     rows = {}
     for schedule in RECIPES["epsilon"]:  # the four schedules
         t0 = time.time()
-        images = generate(sampler_with_schedule(trained, schedule), args.num_samples, batch_size=250,
-                          num_inference_steps=CROSS_STEPS, seed=args.seed, show_progress=False)
-        result = score_images(images, reference, extractor, args.seed)
-        rows[schedule] = {"fid": result[FID], "precision": result[PRECISION], "recall": result[RECALL],
-                          "seconds": round(time.time() - t0, 1)}
+        result = sample_and_score(sampler_with_schedule(trained, schedule), CROSS_STEPS, args.num_samples, args.seed,
+                                  reference, extractor)
+        rows[schedule] = {k: v for k, v in result.items() if k != "images"} | {"seconds": round(time.time() - t0, 1)}
         print(f"{schedule}: {rows[schedule]}", flush=True)
     print(f"\n{args.model} (trained with {own}), sampled with each schedule's betas "
           f"(DPM-Solver++ {CROSS_STEPS} steps, n = {args.num_samples}):\n")

@@ -185,7 +185,7 @@ def ladder_markdown(ladder: dict | None, floor: dict | None = None) -> str:
              "| epoch | steps | training minutes | FID | precision | recall | classes (min-max %) |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     fid = f"fid_{FEATURE_NAME}"
-    floor_fid = (floor or {}).get(fid) if (floor or {}).get("n") == first["n"] else None
+    floor_fid = _floor_fid(floor, first["n"])
     if floor_fid:
         lines[-2] = lines[-2].replace("| FID |", "| FID | x floor |")
         lines[-1] += "---:|"
@@ -202,9 +202,13 @@ def ladder_markdown(ladder: dict | None, floor: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def merge_sampler_tables(tables: list[dict]) -> dict:
+def read_sampler_tables(paths: list[str | Path]) -> dict:
     """One table from several ``benchmarks/scheduler_table.py --output_json`` files (e.g. the fast schedulers, then
-    DDPM's 1000 steps on its own); InputError if they were not measured the same way."""
+    DDPM's 1000 steps on its own); InputError if one is not such a file or they were not measured the same way."""
+    tables = [_read_json(Path(p), "scheduler table (benchmarks/scheduler_table.py)") for p in paths]
+    if any(not isinstance(t, dict) or "rows" not in t or "args" not in t for t in tables):
+        raise InputError("--samplers: expected the --output_json of benchmarks/scheduler_table.py "
+                         "(an object with 'args' and 'rows')")
     keys = ("num_samples", "reference")
     first = tables[0]["args"]
     for table in tables[1:]:
@@ -309,17 +313,19 @@ def card_facts(run: Path, record: RunRecord, metrics: dict | None, load_path: st
         train_command=train_command or "sd-course train --config training_config.json  # the resolved configuration",
         evaluation=evaluation_markdown(metrics, per_epoch),
         ladder=ladder_markdown(ladder, (ladder or {}).get("floor") or (metrics or {}).get("floor")),
-        samplers=samplers_markdown(samplers, _floor_fid(metrics, (samplers or {}).get("args", {}).get("num_samples"))),
+        samplers=samplers_markdown(samplers, _floor_fid((metrics or {}).get("floor"),
+                                                        (samplers or {}).get("args", {}).get("num_samples"))),
         load_path=load_path,
         **grid,
     )
 
 
-def _floor_fid(metrics: dict | None, n: int | None) -> float | None:
-    """The real-data floor's FID from ``sd-course evaluate --floor``, if it was scored at this n."""
+def _floor_fid(floor: dict | None, n: int | None) -> float | None:
+    """The FID of a real-data floor (the ``floor`` of ``sd-course evaluate/compare --floor``), if it was scored at
+    this n: a floor at another n is not comparable."""
     from sd_course.metrics import FEATURE_NAME
 
-    floor = (metrics or {}).get("floor") or {}
+    floor = floor or {}
     return floor.get(f"fid_{FEATURE_NAME}") if n is not None and floor.get("n") == n else None
 
 
@@ -395,13 +401,7 @@ def export_pipeline(run_dir: str | Path, output: str | Path, metrics_json: str |
         raise InputError("--output must differ from the run folder: export writes a clean copy")
     metrics = _read_json(Path(metrics_json), "metrics") if metrics_json else None
     ladder = _read_json(Path(ladder_dir) / "compare.json", "ladder (sd-course compare)") if ladder_dir else None
-    samplers = None
-    if sampler_tables:
-        tables = [_read_json(Path(p), "scheduler table (benchmarks/scheduler_table.py)") for p in sampler_tables]
-        if any(not isinstance(t, dict) or "rows" not in t or "args" not in t for t in tables):
-            raise InputError("--samplers: expected the --output_json of benchmarks/scheduler_table.py "
-                             "(an object with 'args' and 'rows')")
-        samplers = merge_sampler_tables(tables)
+    samplers = read_sampler_tables(sampler_tables) if sampler_tables else None
     if num_grid <= 0 or num_inference_steps <= 0:
         raise InputError("--num_grid and --num_inference_steps must be positive")
     resolve_scheduler_name(scheduler)  # an unknown name or a missing template fails here, before any copying
