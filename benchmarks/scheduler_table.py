@@ -4,6 +4,8 @@ class balance and images/s, from the same starting noises.
     python benchmarks/scheduler_table.py --reference ../shared/data/mnist:test --num_samples 200 --batch_size 200
         # the shipped model, all 15 (README section 12): 36 min on 2 CPU cores, of which DDPM's 1000 steps are 19
     python benchmarks/scheduler_table.py --model runs/mnist --schedulers ddim,dpm++,unipc --num_samples 200
+    python benchmarks/scheduler_table.py --schedulers dpm++,unipc,ddim,euler,euler-a --timestep_spacing leading,trailing \
+        --reference ../shared/data/mnist:test --num_samples 200 --batch_size 200    # where the steps go (section 12)
 
 Every scheduler gets the model's own noise schedule and prediction type (``sd_course.schedulers.make_scheduler``)
 and its usual step count (``default_num_inference_steps``: 1000 for DDPM, 50 for DDIM and the Euler family, 25
@@ -32,9 +34,13 @@ def count_calls(unet) -> list[int]:
     return calls
 
 
-def measure(model: str | None, alias: str, num_samples: int, batch_size: int, reference, extractor) -> dict:
-    """Sample ``num_samples`` images (seed 0) with one scheduler at its usual step count and score them."""
+def measure(model: str | None, alias: str, num_samples: int, batch_size: int, reference, extractor,
+            timestep_spacing: str | None = None) -> dict:
+    """Sample ``num_samples`` images (seed 0) with one scheduler at its usual step count and score them.
+    ``timestep_spacing``: where its steps go among the T training timesteps (default: as the model's config says)."""
     pipe = load_pipeline(model, alias)
+    if timestep_spacing is not None:
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, timestep_spacing=timestep_spacing)
     steps = default_num_inference_steps(pipe.scheduler)
     calls = count_calls(pipe.unet)
     start = time.time()
@@ -45,6 +51,7 @@ def measure(model: str | None, alias: str, num_samples: int, batch_size: int, re
     batches = -(-num_samples // batch_size)
     histogram = scores[f"class_histogram_{FEATURE_NAME}"]
     return {"scheduler": alias, "class": type(pipe.scheduler).__name__, "steps": steps,
+            "timestep_spacing": pipe.scheduler.config.get("timestep_spacing"),
             "model_calls": calls[0] // batches, "fid": scores[f"fid_{FEATURE_NAME}"],
             "precision": scores[f"precision_{FEATURE_NAME}"], "recall": scores[f"recall_{FEATURE_NAME}"],
             "class_min": min(histogram), "class_max": max(histogram), "images_per_s": num_samples / seconds}
@@ -58,21 +65,28 @@ def main(argv=None):
                    help="comma-separated aliases (default: all 15)")
     p.add_argument("--num_samples", type=int, default=500, help="samples per scheduler, seed 0")
     p.add_argument("--batch_size", type=int, default=250)
+    p.add_argument("--timestep_spacing", default=None,
+                   help="comma-separated, e.g. leading,trailing: measure each scheduler with each spacing "
+                        "(default: the model's own)")
     p.add_argument("--output_json", default="runs/scheduler_table.json")
     args = p.parse_args(argv)
     extractor = load_feature_extractor(None)
     reference = prepare_reference(args.reference, extractor, None, show_progress=False)
+    spacings = args.timestep_spacing.split(",") if args.timestep_spacing else [None]
     rows = []
     for alias in args.schedulers.split(","):
-        rows.append(measure(args.model, alias.strip(), args.num_samples, args.batch_size, reference, extractor))
-        print(json.dumps(rows[-1]), flush=True)
+        for spacing in spacings:
+            rows.append(measure(args.model, alias.strip(), args.num_samples, args.batch_size, reference, extractor,
+                                spacing))
+            print(json.dumps(rows[-1]), flush=True)
 
     print(f"\n{args.num_samples} samples per scheduler, seed 0, model {args.model or 'pipelines/ddpm-mnist'}, "
           f"against {args.reference}; classifier features\n")
-    print("| scheduler | steps | model calls | FID | precision | recall | classes (min-max %) | images/s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| scheduler | steps | spacing | model calls | FID | precision | recall | classes (min-max %) | images/s |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| `{r['scheduler']}` ({r['class']}) | {r['steps']} | {r['model_calls']} | {r['fid']:.1f} | "
+        print(f"| `{r['scheduler']}` ({r['class']}) | {r['steps']} | {r['timestep_spacing']} | {r['model_calls']} | "
+              f"{r['fid']:.1f} | "
               f"{r['precision']:.3f} | {r['recall']:.3f} | {100 * r['class_min']:.1f}-{100 * r['class_max']:.1f} | "
               f"{r['images_per_s']:.1f} |")
     Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)

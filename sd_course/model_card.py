@@ -229,12 +229,16 @@ def samplers_markdown(table: dict | None, floor_fid: float | None = None, slack:
     fast = max((r for r in rows if r["fid"] <= slack * best["fid"]), key=lambda r: r["images_per_s"])
     floor = f" The real-data floor at this n is FID {floor_fid:.1f}." if floor_fid else ""
 
+    spacings = {r.get("timestep_spacing") for r in rows} - {None}
+    spacing = (f" Every sampler places its steps with `timestep_spacing=\"{spacings.pop()}\"`."
+               if len(spacings) == 1 else "")
+
     def name(r):
-        return f"`{r['scheduler']}` {r['steps']} steps"
+        return f"`{r['scheduler']}` {r['steps']} steps" + (f" ({r['timestep_spacing']})" if len(spacings) > 1 else "")
 
     lines = [f"Every scheduler at its usual step count on this model: the same {n} starting noises (seed 0), scored "
              "against the test digits like the evaluation above (`benchmarks/scheduler_table.py`; `samplers.json` "
-             f"holds every number). Images/s as the benchmark measured them on its machine.{floor}", "",
+             f"holds every number). Images/s as the benchmark measured them on its machine.{floor}{spacing}", "",
              f"**Recommended**: {name(best)} for the best digits (FID {best['fid']:.1f}, "
              f"{best['images_per_s']:.2g} images/s)"
              + ("." if fast is best else f"; {name(fast)} when time matters (FID {fast['fid']:.1f}, "

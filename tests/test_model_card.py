@@ -148,7 +148,8 @@ def test_export_puts_the_scheduler_table_and_its_recommendation_into_the_card(tr
 
     def row(name, steps, fid, images_per_s):
         return {"scheduler": name, "class": f"{name}Scheduler", "steps": steps, "model_calls": steps, "fid": fid,
-                "precision": 0.8, "recall": 0.9, "class_min": 0.07, "class_max": 0.12, "images_per_s": images_per_s}
+                "precision": 0.8, "recall": 0.9, "class_min": 0.07, "class_max": 0.12, "images_per_s": images_per_s,
+                "timestep_spacing": "trailing"}
 
     args = {"num_samples": 200, "reference": "mnist:test"}
     fast = tmp_path / "fast.json"
@@ -161,6 +162,7 @@ def test_export_puts_the_scheduler_table_and_its_recommendation_into_the_card(tr
                      "--num_grid", "2", "--scheduler", "ddim", "--num_inference_steps", "2"]) == 0
     text = ModelCard.load(out / "README.md").text
     assert "## Which sampler, how many steps?" in text
+    assert 'Every sampler places its steps with `timestep_spacing="trailing"`.' in text
     assert ("**Recommended**: `ddpm` 1000 steps for the best digits (FID 26.0, 0.18 images/s); `euler-a` 50 steps "
             "when time matters (FID 30.8, 2.5 images/s") in text  # dpm++ is faster but 46.0 > 1.5 x 26.0
     table = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| `")]

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from conftest import REPO, run_python, tiny_run_args
 from sd_course.diffusion import DiffusionConfig, training_target
 from sd_course.errors import InputError
+from sd_course.pipeline import load_pipeline
 from sd_course.training import main, train
 from sd_course.training import parse_args as parse_any_config
 
@@ -79,6 +80,20 @@ def test_prediction_type_and_schedule_reach_the_saved_pipeline(tmp_path):
     assert config["prediction_type"] == "v_prediction"
     assert config["beta_schedule"] == "squaredcos_cap_v2"
     assert config["num_train_timesteps"] == 100
+    # the default spacing is saved, so a sampler swapped in with from_config starts at pure noise, t = T-1
+    assert config["timestep_spacing"] == "trailing"
+    dpm = load_pipeline(str(out), "dpm++").scheduler
+    dpm.set_timesteps(25)
+    assert dpm.timesteps[0] == 99 and dpm.timesteps[-1] > 0
+
+
+def test_leading_spacing_is_kept_when_asked_and_skips_the_noisiest_timesteps(tmp_path):
+    out = tmp_path / "leading"
+    main(tiny_run_args(out, timestep_spacing="leading", max_train_steps=1))
+    dpm = load_pipeline(str(out), "dpm++").scheduler
+    assert dpm.config.timestep_spacing == "leading"
+    dpm.set_timesteps(25)
+    assert dpm.timesteps[0] == 75  # (100 // 26) * 25: a quarter of the noise levels is never visited
 
 
 def test_same_seed_same_weights_other_seed_other_weights(tmp_path):
