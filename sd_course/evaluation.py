@@ -80,7 +80,8 @@ def load_sample_folder(folder: str | Path, num_images: int | None = None) -> tor
 
 def _generate(model_or_pipe, num_samples: int, seed: int, scheduler: str | None, num_inference_steps: int | None,
               batch_size: int, eta: float | None, show_progress: bool):
-    """Sample from a pipeline folder (or a loaded pipeline); returns (uint8 images, scheduler name, steps)."""
+    """Sample from a pipeline folder (or a loaded pipeline); returns (uint8 images, what sampled them: the scheduler's
+    class, its steps and its ``timestep_spacing``)."""
     from sd_course.pipeline import generate, load_pipeline
 
     pipe = load_pipeline(str(model_or_pipe), scheduler) if isinstance(model_or_pipe, (str, Path)) else model_or_pipe
@@ -89,7 +90,8 @@ def _generate(model_or_pipe, num_samples: int, seed: int, scheduler: str | None,
                       show_progress=show_progress, **kwargs)
     # Record what actually ran: every diffusers scheduler keeps the step count of its last set_timesteps call.
     steps = getattr(pipe.scheduler, "num_inference_steps", None) or num_inference_steps
-    return images, type(pipe.scheduler).__name__, steps
+    return images, dict(scheduler=type(pipe.scheduler).__name__, num_inference_steps=steps,
+                        timestep_spacing=pipe.scheduler.config.get("timestep_spacing"))
 
 
 def pipeline_image_shape(pipe) -> tuple:
@@ -178,8 +180,9 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
         images = generate(generator, num_samples or 1000, seed, batch_size)
         info.update(scheduler=None, num_inference_steps=1)  # one call of G per image
     else:
-        images, info["scheduler"], info["num_inference_steps"] = _generate(
-            pipe, num_samples or 1000, seed, scheduler, num_inference_steps, batch_size, eta, show_progress)
+        images, sampler = _generate(pipe, num_samples or 1000, seed, scheduler, num_inference_steps, batch_size, eta,
+                                    show_progress)
+        info.update(sampler)
         info["eta"] = eta
     result = score_images(images, ref, extractor, seed, kid_subset_size, kid_subsets, nearest_k, show_progress)
     if inception is not None:
@@ -485,18 +488,19 @@ def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference:
     results, image_sets = [], []
     for entry in tqdm(entries, desc="models", disable=not show_progress or len(entries) == 1):
         if entry.kind == "samples":
-            images, sched, steps = load_sample_folder(entry.path, num_samples), None, None
+            images = load_sample_folder(entry.path, num_samples)
+            sampler = dict(scheduler=None, num_inference_steps=None)
             check_same_kind(tuple(images.shape[1:]), ref.image_shape, ref.spec, f"images of {entry.label!r}")
         else:
             from sd_course.pipeline import load_pipeline
 
             pipe = load_pipeline(str(entry.path), scheduler)
             check_same_kind(pipeline_image_shape(pipe), ref.image_shape, ref.spec, f"samples of {entry.label!r}")
-            images, sched, steps = _generate(pipe, num_samples, seed, scheduler, num_inference_steps, batch_size,
-                                             eta, show_progress)
+            images, sampler = _generate(pipe, num_samples, seed, scheduler, num_inference_steps, batch_size, eta,
+                                        show_progress)
         result = score_images(images, ref, extractor, seed, kid_subset_size, kid_subsets, show_progress=False)
         result.update(model=entry.label, epoch=entry.epoch, step=entry.step, train_minutes=entry.train_minutes,
-                      run=entry.run, seed=seed, scheduler=sched, num_inference_steps=steps)
+                      run=entry.run, seed=seed, **sampler)
         results.append(result)
         image_sets.append(images)
 
@@ -564,8 +568,7 @@ def make_evaluator(reference: str, num_samples: int, seed: int = 0, num_inferenc
         was_training = pipe.unet.training
         pipe.unet.eval()
         try:
-            images, _, _ = _generate(pipe, num_samples, seed, None, num_inference_steps, batch_size, None,
-                                     show_progress)
+            images, _ = _generate(pipe, num_samples, seed, None, num_inference_steps, batch_size, None, show_progress)
         finally:
             pipe.unet.train(was_training)
         return _scores(images)

@@ -132,7 +132,7 @@ def evaluation_markdown(metrics: dict | None, per_epoch: list[dict] | None = Non
     if metrics:
         lines += [
             f"{metrics.get('n', '?')} samples from seeds {metrics.get('seed', 0)}.., sampler "
-            f"`{metrics.get('scheduler')}` with {metrics.get('num_inference_steps')} steps, against "
+            f"`{metrics.get('scheduler')}` with {metrics.get('num_inference_steps')} steps{_spacing(metrics)}, against "
             f"{metrics.get('reference_n', '?')} images of `{metrics.get('reference')}`, in the {metrics.get('feature_dim')}-d "
             f"feature space of `{metrics.get('feature_extractor')}` (sha256 "
             f"`{str(metrics.get('feature_extractor_sha256'))[:12]}…`; **not** Inception features). "
@@ -165,6 +165,12 @@ def evaluation_markdown(metrics: dict | None, per_epoch: list[dict] | None = Non
     return "\n".join(lines)
 
 
+def _spacing(result: dict) -> str:
+    """", timestep_spacing "trailing"" when a result says where its sampler put the steps (older ones do not)."""
+    spacing = result.get("timestep_spacing")
+    return f' (`timestep_spacing="{spacing}"`)' if spacing else ""
+
+
 def ladder_markdown(ladder: dict | None, floor: dict | None = None) -> str:
     """The card's epoch ladder: one row per snapshot of ``sd-course compare RUN`` (its ``compare.json``), so the
     numbers of the rungs that are not shipped still live somewhere. ``floor`` (the ``floor`` of ``sd-course evaluate
@@ -178,7 +184,8 @@ def ladder_markdown(ladder: dict | None, floor: dict | None = None) -> str:
                 "export again with `--ladder DIR`.")
     first = rows[0]
     lines = [f"Every snapshot of the run, scored by `sd-course compare` on the same {first['n']} samples (seed "
-             f"{first['seed']}, `{first.get('scheduler')}`, {first.get('num_inference_steps')} steps) against "
+             f"{first['seed']}, `{first.get('scheduler')}`, {first.get('num_inference_steps')} steps{_spacing(first)}) "
+             "against "
              f"{ladder.get('reference_n', '?')} images of `{ladder.get('reference')}` (classifier features). "
              "`ladder.json` holds every number; `ladder.png` plots them against epochs and minutes.", "",
              "![FID against epochs and training minutes](ladder.png)", "",

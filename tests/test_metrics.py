@@ -209,6 +209,7 @@ def test_evaluate_model_writes_named_metrics_and_provenance(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert result["n"] == 24 and result["seed"] == 5 and result["num_inference_steps"] == 3
     assert result["scheduler"] == "DDPMScheduler" and result["source"] == "model"
+    assert result["timestep_spacing"] == "leading"  # what the folder's config says (DDPMScheduler's default)
     assert result["feature_extractor"] == "sd_course/mnist-classifier"
     assert result["feature_extractor_sha256"] == sha256_of(DEFAULT_CLASSIFIER_DIR / "model.safetensors")
     assert result["sd_course_version"] == __version__ and result["reference_n"] == 300

@@ -55,6 +55,7 @@ def test_export_writes_a_loadable_pipeline_with_card(trained_run, tmp_path):
     text = card.text
     assert f"{summary['global_step']} optimisation steps" in text
     assert "`fid_mnist_classifier`" in text and "20 samples" in text
+    assert 'with 2 steps (`timestep_spacing="trailing"`), against' in text  # the spacing training saved
     assert summary["hardware"] in text and "{{" not in text  # every template field was filled
     assert DiffusionPipeline.from_pretrained(str(out)).unet.config.sample_size == 28
 
