@@ -132,7 +132,8 @@ def evaluation_markdown(metrics: dict | None, per_epoch: list[dict] | None = Non
     if metrics:
         lines += [
             f"{metrics.get('n', '?')} samples from seeds {metrics.get('seed', 0)}.., sampler "
-            f"`{metrics.get('scheduler')}` with {metrics.get('num_inference_steps')} steps{_spacing(metrics)}, against "
+            f"`{metrics.get('scheduler')}` with {metrics.get('num_inference_steps')} steps{_spacing(metrics)}, "
+            "against "
             f"{metrics.get('reference_n', '?')} images of `{metrics.get('reference')}`, in the {metrics.get('feature_dim')}-d "
             f"feature space of `{metrics.get('feature_extractor')}` (sha256 "
             f"`{str(metrics.get('feature_extractor_sha256'))[:12]}…`; **not** Inception features). "
@@ -237,8 +238,13 @@ def samplers_markdown(table: dict | None, floor_fid: float | None = None, slack:
     floor = f" The real-data floor at this n is FID {floor_fid:.1f}." if floor_fid else ""
 
     spacings = {r.get("timestep_spacing") for r in rows} - {None}
-    spacing = (f" Every sampler places its steps with `timestep_spacing=\"{spacings.pop()}\"`."
-               if len(spacings) == 1 else "")
+    if len(spacings) == 1:
+        spacing = f" Every sampler places its steps with `timestep_spacing=\"{next(iter(spacings))}\"`."
+    else:  # e.g. "trailing", but Heun and KDPM2-ancestral on "leading" (sd_course.schedulers.LEADING_ONLY)
+        spacing = "".join(
+            f" `timestep_spacing=\"{value}\"`: "
+            + ", ".join(f"`{r['scheduler']}`" for r in rows if r.get("timestep_spacing") == value) + "."
+            for value in sorted(spacings))
 
     def name(r):
         return f"`{r['scheduler']}` {r['steps']} steps" + (f" ({r['timestep_spacing']})" if len(spacings) > 1 else "")
@@ -318,6 +324,7 @@ def card_facts(run: Path, record: RunRecord, metrics: dict | None, load_path: st
         final_loss=f"{final_loss:.4f}" if final_loss is not None else "?",
         wall_clock=f"{_minutes(summary.get('train_seconds'))} of optimisation steps"
                    + (f", {_minutes(wall)} in all (with sample grids and snapshots)" if wall else "")
+                   + (" in its last session (it was resumed)" if wall and wall < summary.get("train_seconds", 0) else "")
                    + f"; {summary.get('images_per_s', '?')} images/s",
         hardware=hardware or summary.get("hardware", "unknown"),
         software=summary.get("software", "unknown"),

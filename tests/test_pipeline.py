@@ -461,3 +461,17 @@ def test_default_model_path(monkeypatch, tmp_path, ddpm_folder):
     monkeypatch.setenv("SD_COURSE_PRETRAINED", str(ddpm_folder))
     assert default_model_path() == str(ddpm_folder)
     assert type(load_pipeline(None).scheduler).__name__ == "DDPMScheduler"
+
+
+def test_trailing_spacing_is_inherited_except_by_the_samplers_it_breaks():
+    """A pipeline saved with timestep_spacing="trailing" (as training saves it) passes it on to the samplers, except
+    Heun and KDPM2-ancestral, whose first step from sigma_T ~ 2e4 fails (sd_course/schedulers.py, LEADING_ONLY)."""
+    config = DDPMScheduler(beta_schedule="squaredcos_cap_v2", timestep_spacing="trailing").config
+    for alias in ("dpm++", "euler", "ddim", "unipc"):
+        scheduler = make_scheduler(alias, config)
+        scheduler.set_timesteps(25)
+        assert scheduler.config.timestep_spacing == "trailing" and int(scheduler.timesteps[0]) == 999, alias
+    for alias in ("heun", "kdpm2-a"):
+        scheduler = make_scheduler(alias, config)
+        scheduler.set_timesteps(25)
+        assert scheduler.config.timestep_spacing == "leading" and int(scheduler.timesteps[0]) == 960, alias
