@@ -33,8 +33,7 @@ A: They turn generation into many small regression problems. Each step only has 
    Training is therefore stable and covers the data: the shipped 10-epoch model reaches recall 0.90 (real digits:
    0.89) and every one of the 10 classes (docs/evaluation.md), where GANs are known to drop modes. The same network serves any sampler
    (15 schedulers, one trained model: docs/sampling.md) and, without retraining, new tasks such as inpainting
-   (sd_course/pipeline.py: 61.5% of half-hidden test digits read back correctly by its 6-epoch version, 50.0% with
-   the half left blank).
+   (sd_course/pipeline.py: 66.0% of half-hidden test digits read back correctly, 50.0% with the half left blank).
    The price is sampling time and training compute: 25 to 1000 network calls per image where a GAN makes one
    (DPM-Solver++ 25 calls: 4.4 images/s on 2 CPU cores; DDPM's 1000 calls cost 20x DDIM's 50), and 191 CPU-minutes
    for FID 22.6 on 28x28 digits with DPM-Solver++ 25 steps, still 3.3x the real-data floor (1.9x, FID 13.0, with
