@@ -166,10 +166,13 @@ def evaluation_markdown(metrics: dict | None, per_epoch: list[dict] | None = Non
     return "\n".join(lines)
 
 
-def _spacing(result: dict) -> str:
-    """", timestep_spacing "trailing"" when a result says where its sampler put the steps (older ones do not)."""
+def _spacing(result: dict, in_parentheses: bool = False) -> str:
+    """Where a result's sampler put its steps, ' (`timestep_spacing="trailing"`)', or '' if it does not say (older
+    results); ``in_parentheses``: as ', `timestep_spacing="trailing"`' inside a parenthesis already open."""
     spacing = result.get("timestep_spacing")
-    return f' (`timestep_spacing="{spacing}"`)' if spacing else ""
+    if not spacing:
+        return ""
+    return f', `timestep_spacing="{spacing}"`' if in_parentheses else f' (`timestep_spacing="{spacing}"`)'
 
 
 def ladder_markdown(ladder: dict | None, floor: dict | None = None) -> str:
@@ -185,7 +188,7 @@ def ladder_markdown(ladder: dict | None, floor: dict | None = None) -> str:
                 "export again with `--ladder DIR`.")
     first = rows[0]
     lines = [f"Every snapshot of the run, scored by `sd-course compare` on the same {first['n']} samples (seed "
-             f"{first['seed']}, `{first.get('scheduler')}`, {first.get('num_inference_steps')} steps{_spacing(first)}) "
+             f"{first['seed']}, `{first.get('scheduler')}`, {first.get('num_inference_steps')} steps{_spacing(first, True)}) "
              "against "
              f"{ladder.get('reference_n', '?')} images of `{ladder.get('reference')}` (classifier features). "
              "`ladder.json` holds every number; `ladder.png` plots them against epochs and minutes.", "",
