@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sd_course.evaluation import load_feature_extractor, prepare_reference, score_images
 from sd_course.metrics import FEATURE_NAME
+from sd_course.model_card import scheduler_table_lines
 from sd_course.pipeline import generate, load_pipeline
 from sd_course.schedulers import SCHEDULERS, default_num_inference_steps
 
@@ -38,9 +39,7 @@ def measure(model: str | None, alias: str, num_samples: int, batch_size: int, re
             timestep_spacing: str | None = None) -> dict:
     """Sample ``num_samples`` images (seed 0) with one scheduler at its usual step count and score them.
     ``timestep_spacing``: where its steps go among the T training timesteps (default: as the model's config says)."""
-    pipe = load_pipeline(model, alias)
-    if timestep_spacing is not None:
-        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, timestep_spacing=timestep_spacing)
+    pipe = load_pipeline(model, alias, timestep_spacing)
     steps = default_num_inference_steps(pipe.scheduler)
     calls = count_calls(pipe.unet)
     start = time.time()
@@ -82,13 +81,7 @@ def main(argv=None):
 
     print(f"\n{args.num_samples} samples per scheduler, seed 0, model {args.model or 'pipelines/ddpm-mnist'}, "
           f"against {args.reference}; classifier features\n")
-    print("| scheduler | steps | spacing | model calls | FID | precision | recall | classes (min-max %) | images/s |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| `{r['scheduler']}` ({r['class']}) | {r['steps']} | {r['timestep_spacing']} | {r['model_calls']} | "
-              f"{r['fid']:.1f} | "
-              f"{r['precision']:.3f} | {r['recall']:.3f} | {100 * r['class_min']:.1f}-{100 * r['class_max']:.1f} | "
-              f"{r['images_per_s']:.1f} |")
+    print("\n".join(scheduler_table_lines(rows, spacing_column=True)))
     Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output_json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
     print(f"wrote {args.output_json}")

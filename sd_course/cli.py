@@ -185,6 +185,8 @@ def _add_evaluate(sub):
     p.add_argument("--scheduler", default=None, help="sampler for --model (default: the pipeline's own)")
     p.add_argument("--num_inference_steps", type=int, default=None)
     p.add_argument("--eta", type=float, default=None, help="DDIM eta (stochasticity), for schedulers that take it")
+    p.add_argument("--timestep_spacing", default=None, help="trailing, leading or linspace: place the sampler's "
+                                                            "steps so (default: as the pipeline's config says)")
     p.add_argument("--batch_size", type=int, default=250)
     p.add_argument("--kid_subset_size", type=int, default=None, help="default min(1000, number of samples)")
     p.add_argument("--kid_subsets", type=int, default=100)
@@ -209,6 +211,7 @@ def _add_evaluate(sub):
             kid_subsets=args.kid_subsets, nearest_k=args.nearest_k, classifier=args.classifier,
             inception_fid_=args.inception_fid, inception_weights=args.inception_weights,
             output_json=args.output_json, guidance_scale=args.guidance_scale, floor=args.floor,
+            timestep_spacing=args.timestep_spacing,
         )
 
     p.set_defaults(func=run)
@@ -226,6 +229,8 @@ def _add_compare(sub):
     p.add_argument("--scheduler", default=None, help="one sampler for every model (default: each pipeline's own)")
     p.add_argument("--num_inference_steps", type=int, default=None)
     p.add_argument("--eta", type=float, default=None)
+    p.add_argument("--timestep_spacing", default=None, help="trailing, leading or linspace: place the sampler's "
+                                                            "steps so (default: as the pipeline's config says)")
     p.add_argument("--batch_size", type=int, default=250)
     p.add_argument("--kid_subset_size", type=int, default=None, help="default min(1000, number of samples)")
     p.add_argument("--kid_subsets", type=int, default=100)
@@ -233,6 +238,8 @@ def _add_compare(sub):
     p.add_argument("--grid_columns", type=int, default=8, help="samples per model in the grid")
     p.add_argument("--output_dir", default="compare", help="where compare.json and the figures go")
     p.add_argument("--floor", default=None, help=FLOOR_HELP)
+    p.add_argument("--reuse", default=None, help="an earlier compare.json: models with the same U-Net weights, sampler, "
+                                                 "n and seed keep its scores (a continued run: score new epochs only)")
 
     def run(args):
         from sd_course import evaluation
@@ -242,7 +249,7 @@ def _add_compare(sub):
             scheduler=args.scheduler, num_inference_steps=args.num_inference_steps, eta=args.eta,
             batch_size=args.batch_size, num_reference=args.num_reference, kid_subset_size=args.kid_subset_size,
             kid_subsets=args.kid_subsets, classifier=args.classifier, output_dir=args.output_dir,
-            grid_columns=args.grid_columns, floor=args.floor,
+            grid_columns=args.grid_columns, floor=args.floor, reuse=args.reuse, timestep_spacing=args.timestep_spacing,
         )
 
     p.set_defaults(func=run)

@@ -34,11 +34,10 @@ import torch
 import torch.nn.functional as F
 
 from sd_course.errors import InputError
+from sd_course.schedulers import BETA_SCHEDULES, TIMESTEP_SPACINGS
 from sd_course.training import Objective, TrainConfig, option
 
-BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
-TIMESTEP_SPACINGS = ("trailing", "leading", "linspace")
 
 
 @dataclass
@@ -52,7 +51,7 @@ class DiffusionConfig(TrainConfig):
     ddpm_num_inference_steps: int = option(50, "DDIM steps for the sample grids saved during training")
     # Saved in the pipeline's scheduler config, so every sampler made from it (scheduler.from_config) inherits it.
     # "leading" (DDPMScheduler's own default) starts DPM-Solver++ at 25 steps at t = 950, never at pure noise;
-    # "trailing" starts the samplers at t = T-1 (Lin et al. 2023, section 3.3): DPM++ 25 FID 26.0 -> 22.6 on the
+    # "trailing" starts the samplers at t = T-1 (Lin et al. 2023, section 3.3): DPM++ 25 FID 24.5 -> 22.0 on the
     # shipped model (benchmarks/README.md section 13); Heun and KDPM2-ancestral stay on "leading" (schedulers.py).
     timestep_spacing: str = option("trailing", "how samplers place n steps among the T training timesteps",
                                    choices=TIMESTEP_SPACINGS)

@@ -26,6 +26,7 @@ from sd_course.metrics import (
     DEFAULT_REFERENCE,
     FEATURE_NAME,
     IMAGE_SUFFIXES,
+    KID_SUBSET_SIZE,
     KID_SUBSETS,
     NEAREST_K,
     build_inception_fid,
@@ -37,7 +38,7 @@ from sd_course.metrics import (
     reference_summary,
     score_images,
 )
-from sd_course.schedulers import check_steps_value, noise_schedule_of
+from sd_course.schedulers import check_steps_value, check_timestep_spacing, noise_schedule_of
 
 
 
@@ -115,17 +116,20 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
              num_reference: int | None = None, kid_subset_size: int | None = None, kid_subsets: int = KID_SUBSETS,
              nearest_k: int = NEAREST_K, classifier: str | None = None, inception_fid_: bool = False,
              inception_weights: str | None = None, output_json: str | None = None, show_progress: bool = True,
-             print_table: bool = True, guidance_scale: float = 4.0, floor: str | None = None) -> dict:
+             print_table: bool = True, guidance_scale: float = 4.0, floor: str | None = None,
+             timestep_spacing: str | None = None) -> dict:
     """Score a pipeline folder (``model``; ``num_samples`` default 1000) or a folder of images (``samples``).
     A text-to-image pipeline is asked for each digit in turn and also scored on prompt accuracy. ``floor``: real
     images (``NAME_OR_PATH:split``, e.g. the training split when ``reference`` is the test split) scored exactly like
-    the samples, as ``result["floor"]``: the best score any generator can reach at this n."""
+    the samples, as ``result["floor"]``: the best score any generator can reach at this n. ``timestep_spacing``:
+    place the sampler's steps so (default: as the pipeline's scheduler config says)."""
     from sd_course import __version__
 
     if (model is None) == (samples is None):
         raise InputError("give exactly one of --model (a pipeline folder) or --samples (a folder of PNG images)")
     _check_counts(num_samples, kid_subset_size)
     check_steps_value(num_inference_steps)
+    check_timestep_spacing(timestep_spacing)
     start = time.time()
     from sd_course.text_to_image import is_text_to_image
 
@@ -133,6 +137,9 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
         if floor is not None:
             raise InputError("--floor is for unconditional models and sample folders; a text-to-image model's "
                              "floor is that of `sd-course evaluate --samples` on real digits")
+        if timestep_spacing is not None:
+            raise InputError("--timestep_spacing is for unconditional pipelines; a text-to-image model samples "
+                             "with the spacing of its own scheduler config")
         result = evaluate_text_to_image(model, reference, num_samples or 1000, seed, scheduler or "dpm++",
                                         num_inference_steps, guidance_scale, batch_size, num_reference, classifier,
                                         show_progress)
@@ -158,16 +165,16 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
     elif gan:  # the GAN baseline (sd_course/gan.py): one network call per image, no scheduler
         from sd_course.gan import load_generator
 
-        if scheduler is not None or num_inference_steps is not None or eta is not None:
+        if (scheduler, num_inference_steps, eta, timestep_spacing) != (None,) * 4:
             raise InputError(f"{model} is a GAN generator: it samples in one network call, without a scheduler; "
-                             "drop --scheduler, --num_inference_steps and --eta")
+                             "drop --scheduler, --num_inference_steps, --eta and --timestep_spacing")
         generator = load_generator(model)
         config = generator.config
         shape, what = (config.out_channels, config.sample_size, config.sample_size), f"samples of {model!r}"
     else:
         from sd_course.pipeline import load_pipeline
 
-        pipe = load_pipeline(model, scheduler)
+        pipe = load_pipeline(model, scheduler, timestep_spacing)
         shape, what = pipeline_image_shape(pipe), f"samples of {model!r}"
     ref = prepare_reference(reference, extractor, num_reference, keep_images=inception is not None,
                             show_progress=show_progress, sample_shape=shape, what=what)
@@ -466,27 +473,62 @@ def plot_metrics_vs_epoch(entries: list[Entry], results: list[dict], output: str
     return Path(output)
 
 
+# What a reused row of compare.json does not carry over: which entry it is and what sampled it (set anew).
+ENTRY_KEYS = ("model", "epoch", "step", "train_minutes", "run", "seed", "scheduler", "num_inference_steps",
+              "timestep_spacing", "eta", "unet_sha256", "reused_from")
+
+
+def reusable_rows(path: str | Path, reference: dict, scoring: dict) -> dict[str, dict]:
+    """The rows of an earlier ``compare.json`` that may stand for new ones, by U-Net sha256: scored against the same
+    reference with the same feature extractor and the same ``scoring`` settings (n, seed, KID subsets, k); the
+    sampler is checked per model."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--reuse {str(path)!r}: no such file; pass the compare.json of an earlier `sd-course compare`")
+    try:
+        earlier = json.loads(path.read_text())
+        rows = earlier["results"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise InputError(f"--reuse {str(path)!r} is not a compare.json written by `sd-course compare` ({error})")
+    for key in ("reference", "reference_n", "feature_extractor_sha256"):
+        if earlier.get(key) != reference[key]:
+            raise InputError(f"--reuse {str(path)!r} was scored with {key}={earlier.get(key)!r}, this comparison "
+                             f"with {reference[key]!r}; its scores are not comparable: drop --reuse or match "
+                             "--reference, --num_reference and --classifier")
+    return {row["unet_sha256"]: row for row in rows
+            if row.get("unet_sha256") and all(row.get(key) == value for key, value in scoring.items())}
+
+
 def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference: str = DEFAULT_REFERENCE,
             scheduler: str | None = None, num_inference_steps: int | None = None, eta: float | None = None,
             batch_size: int = 250, num_reference: int | None = None, kid_subset_size: int | None = None,
             kid_subsets: int = KID_SUBSETS, classifier: str | None = None, output_dir: str = "compare",
-            grid_columns: int = 8, show_progress: bool = True, floor: str | None = None) -> list[dict]:
+            grid_columns: int = 8, show_progress: bool = True, floor: str | None = None,
+            reuse: str | None = None, timestep_spacing: str | None = None) -> list[dict]:
     """Score several models with the same seeds; write ``compare.json``, ``compare_grid.png`` and, for training
     runs with ``epoch-XXXX/`` snapshots, ``metrics_vs_epoch.png``. Returns one result dict per entry. ``floor``:
-    real images scored the same way once (``real_data_floor``), in ``compare.json`` and drawn in the plot."""
+    real images scored the same way once (``real_data_floor``), in ``compare.json`` and drawn in the plot.
+    ``reuse``: an earlier ``compare.json``; a model whose U-Net weights (sha256), sampler, n and seed match one of
+    its rows keeps that row's scores and is sampled only for the grid (a continued run re-scores its new epochs only).
+    ``timestep_spacing``: one spacing for every model's sampler (default: each pipeline's own config)."""
     from sd_course import __version__
 
     if not models:
         raise InputError("give at least one model: sd-course compare MODEL [MODEL ...]")
     _check_counts(num_samples, kid_subset_size)
     check_steps_value(num_inference_steps)
+    check_timestep_spacing(timestep_spacing)
     entries = expand_entries(models)
     extractor = load_feature_extractor(classifier)
     ref = prepare_reference(reference, extractor, num_reference, show_progress=show_progress)
     floor_scores = real_data_floor(floor, num_samples, ref, extractor, seed, kid_subset_size, kid_subsets) \
         if floor is not None else None
-    results, image_sets = [], []
+    scoring = dict(n=num_samples, seed=seed, kid_subsets=kid_subsets, nearest_k=NEAREST_K,
+                   kid_subset_size=kid_subset_size or min(KID_SUBSET_SIZE, num_samples, ref.n))
+    previous = reusable_rows(reuse, reference_summary(ref, extractor), scoring) if reuse else {}
+    results, image_sets, reused = [], [], 0
     for entry in tqdm(entries, desc="models", disable=not show_progress or len(entries) == 1):
+        result, weights = None, {}
         if entry.kind == "samples":
             images = load_sample_folder(entry.path, num_samples)
             sampler = dict(scheduler=None, num_inference_steps=None)
@@ -494,15 +536,28 @@ def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference:
         else:
             from sd_course.pipeline import load_pipeline
 
-            pipe = load_pipeline(str(entry.path), scheduler)
+            pipe = load_pipeline(str(entry.path), scheduler, timestep_spacing)
             check_same_kind(pipeline_image_shape(pipe), ref.image_shape, ref.spec, f"samples of {entry.label!r}")
-            images, sampler = _generate(pipe, num_samples, seed, scheduler, num_inference_steps, batch_size, eta,
-                                        show_progress)
-        result = score_images(images, ref, extractor, seed, kid_subset_size, kid_subsets, show_progress=False)
+            weights = dict(unet_sha256=_unet_hash(entry.path))
+            row = previous.get(weights["unet_sha256"])
+            if row is not None:  # scored before: sample the grid's images only (image i has its own seed), and
+                # keep the old scores if these images came from the same sampler
+                images, sampler = _generate(pipe, min(grid_columns, num_samples), seed, scheduler,
+                                            num_inference_steps, batch_size, eta, show_progress=False)
+                if all(row.get(key) == value for key, value in dict(sampler, eta=eta).items()):
+                    result = {key: value for key, value in row.items() if key not in ENTRY_KEYS}
+                    result["reused_from"], reused = str(reuse), reused + 1
+            if result is None:
+                images, sampler = _generate(pipe, num_samples, seed, scheduler, num_inference_steps, batch_size, eta,
+                                            show_progress)
+        if result is None:
+            result = score_images(images, ref, extractor, seed, kid_subset_size, kid_subsets, show_progress=False)
         result.update(model=entry.label, epoch=entry.epoch, step=entry.step, train_minutes=entry.train_minutes,
-                      run=entry.run, seed=seed, **sampler)
+                      run=entry.run, seed=seed, **sampler, eta=eta, **weights)
         results.append(result)
         image_sets.append(images)
+    if reuse:
+        print(f"reused the scores of {reused} of {len(entries)} models from {reuse}")
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -38,11 +38,12 @@ Q: How does a model trained for fewer epochs compare with the pretrained one?
 A: Measured on the same protocol (1,000 samples, DPM-Solver++ 25 steps, seeds 0..999, against the 10,000 MNIST test
    digits; the epoch ladder of docs/evaluation.md): the shipped run's snapshot after epoch 1 (938 steps,
    pipelines/ddpm-mnist-epoch1) scores FID 159.7, precision 0.635, recall 0.830, and makes 17% 2s and 8s but 3.7%
-   1s (class-histogram TV 0.137); after epoch 3 (pipelines/ddpm-mnist-epoch3) FID 64.4; after 10 epochs (9,380
-   steps, pipelines/ddpm-mnist) FID 26.0, precision 0.739, recall 0.911, TV 0.079. The real-data floor at this n
-   is 6.9 (3.7x for the final model; 3.3x, FID 22.6, when it samples with the "trailing" spacing its config now
+   1s (class-histogram TV 0.137); after epoch 3 (pipelines/ddpm-mnist-epoch3) FID 64.4; after 16 epochs (15,008
+   steps, pipelines/ddpm-mnist) FID 24.5, precision 0.734, recall 0.932, TV 0.085. The real-data floor at this n
+   is 6.9 (3.5x for the final model; 3.2x, FID 22.0, when it samples with the "trailing" spacing its config
    says). The second epoch mostly buys coverage of every digit (recall 0.83 -> 0.91);
-   later epochs buy legibility (precision, classifier confidence) at a falling rate (FID -5% to -7% per epoch).
+   later epochs buy legibility (precision, classifier confidence) at a falling rate (FID -5% to -7% per epoch up to
+   epoch 10, then -1% per epoch: epochs 10 to 16 took it from 26.4 to 24.5).
    The README's quick run (882 steps of 32 on the 2,000 bundled digits, 6.9 min) scores FID 271 against 300 of
    those digits: clean strokes, a few digits, far below the first rung.
 Cmd: sd-course compare runs/quick pipelines/ddpm-mnist-epoch1 pipelines/ddpm-mnist-epoch3 pipelines/ddpm-mnist --scheduler dpm++ --num_inference_steps 25 --num_samples 300 --reference builtin:mnist-2k:train --output_dir compare/

@@ -259,12 +259,29 @@ def samplers_markdown(table: dict | None, floor_fid: float | None = None, slack:
              f"{best['images_per_s']:.2g} images/s)"
              + ("." if fast is best else f"; {name(fast)} when time matters (FID {fast['fid']:.1f}, "
                 f"{fast['images_per_s']:.2g} images/s, the fastest within {slack}x of the best FID)."),
-             "", "| scheduler | steps | model calls | FID | precision | recall | classes (min-max %) | images/s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    lines += [f"| `{r['scheduler']}` ({r['class']}) | {r['steps']} | {r['model_calls']} | {r['fid']:.1f} | "
-              f"{r['precision']:.3f} | {r['recall']:.3f} | {100 * r['class_min']:.1f}-{100 * r['class_max']:.1f} | "
-              f"{r['images_per_s']:.2g} |" for r in rows]
+             ""] + scheduler_table_lines(rows)
     return "\n".join(lines)
+
+
+def scheduler_table_lines(rows: list[dict], spacing_column: bool = False) -> list[str]:
+    """The markdown table of ``benchmarks/scheduler_table.py`` rows, in their order (the card's and the benchmark's)."""
+    spacing = ("| spacing ", "|---", lambda r: f"| {r.get('timestep_spacing')} ") if spacing_column else \
+        ("", "", lambda r: "")
+    lines = [f"| scheduler | steps {spacing[0]}| model calls | FID | precision | recall | classes (min-max %) | images/s |",
+             f"|---|---:{spacing[1]}|---:|---:|---:|---:|---:|---:|"]
+    return lines + [f"| `{r['scheduler']}` ({r['class']}) | {r['steps']} {spacing[2](r)}| {r['model_calls']} | "
+                    f"{r['fid']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} | "
+                    f"{100 * r['class_min']:.1f}-{100 * r['class_max']:.1f} | {r['images_per_s']:.2g} |" for r in rows]
+
+
+def _resumed(summary: dict) -> str:
+    """Where a run's wall clock starts: training records the step it resumed from; for runs saved before it did, a
+    wall clock shorter than the carried training clock says the same."""
+    if "resumed_from_step" in summary:
+        step = summary["resumed_from_step"]
+        return f" in its last session (resumed from step {step:,})" if step else ""
+    wall = summary.get("wall_clock_s")
+    return " in its last session (it was resumed)" if wall and wall < summary.get("train_seconds", 0) else ""
 
 
 def metrics_from_ladder(ladder: dict, epoch: int | None, step: int | None) -> dict | None:
@@ -327,7 +344,7 @@ def card_facts(run: Path, record: RunRecord, metrics: dict | None, load_path: st
         final_loss=f"{final_loss:.4f}" if final_loss is not None else "?",
         wall_clock=f"{_minutes(summary.get('train_seconds'))} of optimisation steps"
                    + (f", {_minutes(wall)} in all (with sample grids and snapshots)" if wall else "")
-                   + (" in its last session (it was resumed)" if wall and wall < summary.get("train_seconds", 0) else "")
+                   + _resumed(summary)
                    + f"; {summary.get('images_per_s', '?')} images/s",
         hardware=hardware or summary.get("hardware", "unknown"),
         software=summary.get("software", "unknown"),

@@ -74,7 +74,8 @@ A: The scheduler config's ``timestep_spacing`` decides. ``"leading"``, DDPMSched
    6-epoch model (n = 200, the same starting noises): DPM-Solver++ 25 steps FID 46.0 -> 40.2 and UniPC 25 steps
    43.8 -> 38.5, while DDIM, Euler and Euler-ancestral at 50 steps, which start at t = 980 either way, moved within
    the noise of this n (43.3 / 43.9, 39.1 / 40.3, 30.8 / 32.6). On the 10-epoch model (n = 1,000) DPM-Solver++ 25
-   steps: FID 26.0 -> 22.6, and the 1s, too rare with "leading" (6.1%), came back (9.0%). Training saves
+   steps: FID 26.0 -> 22.6, and the 1s, too rare with "leading" (6.1%), came back (9.0%); on the 16-epoch model
+   24.5 -> 22.0. Training saves
    ``"trailing"`` (``--timestep_spacing``, sd_course/diffusion.py), so the samplers swapped in with ``from_config``
    inherit it, except two that it breaks: Heun and KDPM2-ancestral scored FID 420 and 113 with it (their first step
    spans sigma 20,291 -> 16), so ``make_scheduler`` keeps them on "leading" (``LEADING_ONLY`` below).
@@ -119,6 +120,8 @@ from diffusers.utils import logging as diffusers_logging
 from sd_course.errors import InputError
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid")
+# How a sampler places its n steps among the T training timesteps (the Q/A "Where do the n sampling steps go?").
+TIMESTEP_SPACINGS = ("trailing", "leading", "linspace")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -285,6 +288,25 @@ def make_scheduler(name: str, config):
             f"scheduler {name!r} ({class_name}) needs the optional package torchsde, which is not installed: run "
             "pip install 'sd_course[sde]' (or pip install torchsde), or pick another scheduler, e.g. dpm++ or euler-a"
         ) from e
+
+
+def check_timestep_spacing(spacing: str | None) -> str | None:
+    """None (as the config says) or one of TIMESTEP_SPACINGS, else an InputError (checked before any loading)."""
+    if spacing is not None and spacing not in TIMESTEP_SPACINGS:
+        raise InputError(f"--timestep_spacing must be one of {', '.join(TIMESTEP_SPACINGS)}, got {spacing!r}")
+    return spacing
+
+
+def with_timestep_spacing(scheduler, spacing: str | None):
+    """The same sampler with its steps placed by ``spacing`` (None: unchanged). An explicit choice, so it overrides
+    ``LEADING_ONLY``: how ``sd-course compare --timestep_spacing`` scores a whole ladder one way, and how
+    benchmarks/scheduler_table.py measures each spacing. Schedulers without the option (EDM's) are returned as is."""
+    if check_timestep_spacing(spacing) is None:
+        return scheduler
+    if "timestep_spacing" not in inspect.signature(type(scheduler).__init__).parameters:
+        return scheduler
+    with quiet_diffusers():
+        return type(scheduler).from_config(scheduler.config, timestep_spacing=spacing)
 
 
 def check_steps_value(num_inference_steps) -> int | None:

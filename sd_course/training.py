@@ -474,6 +474,7 @@ def train(cfg: TrainConfig, objective: Optional[Objective] = None, evaluate: Opt
             "global_step": global_step, "epochs": num_epochs, "final_loss": loss_value,
             "num_images": info.num_images, "num_parameters": n_params, "num_processes": accelerator.num_processes,
             "mixed_precision": cfg.mixed_precision, "wall_clock_s": round(elapsed, 2),
+            "resumed_from_step": start_step or None,  # wall_clock_s covers this last session only
             "train_seconds": round(train_seconds, 2),
             "images_per_s": round(images_done / loop_seconds, 2) if global_step > start_step else None,
             "hardware": describe_hardware(accelerator.device), "software": describe_software(),

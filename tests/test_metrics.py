@@ -322,6 +322,46 @@ def test_compare_expands_epoch_snapshots_and_uses_the_same_seeds(tmp_path, capsy
     assert "epoch-0002" in capsys.readouterr().out
 
 
+def test_compare_reuse_keeps_earlier_scores_only_for_the_same_weights_sampler_and_reference(tmp_path, capsys):
+    """A continued run: `compare RUN --reuse OLD/compare.json` samples the old epochs for the grid only and keeps
+    their scores; the new epoch is scored; another sampler or another reference reuses nothing."""
+    import numpy as np
+
+    run = tmp_path / "run"
+    save_tiny_pipeline(run / "epoch-0001", seed=1)
+    scoring = ["--num_samples", "16", "--num_inference_steps", "2", "--reference", BUILTIN, "--num_reference", "200",
+               "--kid_subsets", "5", "--grid_columns", "4"]
+    first = tmp_path / "first"
+    assert cli.main(["compare", str(run), *scoring, "--output_dir", str(first)]) == 0
+    save_tiny_pipeline(run / "epoch-0002", seed=2)  # the run went on
+    earlier = str(first / "compare.json")
+    second = tmp_path / "second"
+    assert cli.main(["compare", str(run), *scoring, "--output_dir", str(second), "--reuse", earlier]) == 0
+    assert f"reused the scores of 1 of 2 models from {earlier}" in capsys.readouterr().out
+    old = json.loads((first / "compare.json").read_text())["results"]
+    new = json.loads((second / "compare.json").read_text())["results"]
+    assert new[0]["reused_from"] == earlier and "reused_from" not in new[1]
+    assert new[0]["unet_sha256"] == old[0]["unet_sha256"] != new[1]["unet_sha256"]
+    assert {k: v for k, v in new[0].items() if k != "reused_from"} == old[0]
+    assert new[1][FID] != new[0][FID] and new[1]["epoch"] == 2
+    # The grid's row for the reused epoch: its first 4 samples, made anew with their own seeds (1 level of rounding).
+    grids = [np.asarray(Image.open(folder / "compare_grid.png"), dtype=int) for folder in (first, second)]
+    assert np.abs(grids[1][: grids[0].shape[0]] - grids[0]).max() <= 1
+    # Another spacing (or step count) is another sampler: everything is scored again, the spacing recorded.
+    assert cli.main(["compare", str(run), *scoring, "--timestep_spacing", "trailing", "--output_dir",
+                     str(tmp_path / "third"), "--reuse", earlier]) == 0
+    assert "reused the scores of 0 of 2 models" in capsys.readouterr().out
+    third = json.loads((tmp_path / "third" / "compare.json").read_text())["results"]
+    assert [r["timestep_spacing"] for r in old + third] == ["leading", "trailing", "trailing"]
+    # Another reference makes the earlier scores incomparable: refused before any sampling, nothing written.
+    rc = cli.main(["compare", str(run), *scoring[:7], "100", *scoring[8:], "--output_dir", str(tmp_path / "fourth"),
+                   "--reuse", earlier])
+    assert rc == 2 and "reference_n=200" in capsys.readouterr().err and not (tmp_path / "fourth").exists()
+    rc = cli.main(["compare", str(run), *scoring, "--output_dir", str(tmp_path / "fifth"),
+                   "--reuse", str(tmp_path / "missing.json")])
+    assert rc == 2 and "no such file" in capsys.readouterr().err
+
+
 def test_make_evaluator_returns_repeatable_floats(tmp_path):
     from diffusers import DDPMPipeline
 

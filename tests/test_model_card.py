@@ -57,6 +57,24 @@ def test_export_writes_a_loadable_pipeline_with_card(trained_run, tmp_path):
     assert "`fid_mnist_classifier`" in text and "20 samples" in text
     assert 'with 2 steps (`timestep_spacing="trailing"`), against' in text  # the spacing training saved
     assert summary["hardware"] in text and "{{" not in text  # every template field was filled
+    assert summary["resumed_from_step"] is None and "resumed" not in text
+
+
+def test_the_card_says_where_a_resumed_runs_wall_clock_starts(trained_run, tmp_path):
+    """A resumed run's wall clock covers its last session only: the card names the step training resumed from."""
+    import shutil
+
+    from huggingface_hub import ModelCard
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    summary = json.loads((run / "train_summary.json").read_text())
+    (run / "train_summary.json").write_text(json.dumps(dict(summary, resumed_from_step=2)))
+    out = tmp_path / "resumed"
+    assert cli_main(["export", str(run), "--output", str(out), "--num_grid", "2", "--scheduler", "ddim",
+                     "--num_inference_steps", "2"]) == 0
+    assert "in all (with sample grids and snapshots) in its last session (resumed from step 2)" in \
+        ModelCard.load(out / "README.md").text
     assert DiffusionPipeline.from_pretrained(str(out)).unet.config.sample_size == 28
 
 

@@ -475,3 +475,20 @@ def test_trailing_spacing_is_inherited_except_by_the_samplers_it_breaks():
         scheduler = make_scheduler(alias, config)
         scheduler.set_timesteps(25)
         assert scheduler.config.timestep_spacing == "leading" and int(scheduler.timesteps[0]) == 960, alias
+
+
+def test_an_explicit_timestep_spacing_overrides_the_config_for_every_sampler(ddpm_folder):
+    """`load_pipeline(..., timestep_spacing=...)` (`sd-course compare/evaluate --timestep_spacing`): one spacing for
+    every sampler, even the LEADING_ONLY ones (asked for explicitly); a typo fails before anything loads."""
+    saved = load_pipeline(str(ddpm_folder), "dpm++")
+    assert saved.scheduler.config.timestep_spacing == "leading"  # as DDPMScheduler saved it
+    for alias in ("dpm++", "heun"):
+        pipe = load_pipeline(str(ddpm_folder), alias, timestep_spacing="trailing")
+        pipe.scheduler.set_timesteps(10)
+        assert pipe.scheduler.config.timestep_spacing == "trailing" and int(pipe.scheduler.timesteps[0]) == 99, alias
+    edm = [load_pipeline(str(ddpm_folder), "edm-euler", spacing).scheduler for spacing in (None, "trailing")]
+    for scheduler in edm:  # EDM places its steps by sigma (Karras et al. 2022): no spacing to override
+        scheduler.set_timesteps(10)
+    assert torch.equal(edm[0].timesteps, edm[1].timesteps)
+    with pytest.raises(InputError, match="--timestep_spacing must be one of trailing, leading, linspace, got 'trail'"):
+        load_pipeline(str(ddpm_folder / "never-built"), "dpm++", timestep_spacing="trail")

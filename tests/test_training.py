@@ -123,6 +123,8 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path):
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     assert losses(killed) == losses(tmp_path / "straight")  # the log was rewound to the checkpoint, then continued
     assert sorted(p.name for p in killed.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]  # pruned to 2
+    assert json.loads((killed / "train_summary.json").read_text())["resumed_from_step"] == 4
+    assert json.loads((tmp_path / "straight" / "train_summary.json").read_text())["resumed_from_step"] is None
 
 
 def test_two_processes_train_data_parallel(tmp_path):
