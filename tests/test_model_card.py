@@ -58,6 +58,7 @@ def test_export_writes_a_loadable_pipeline_with_card(trained_run, tmp_path):
     assert 'with 2 steps (`timestep_spacing="trailing"`), against' in text  # the spacing training saved
     assert summary["hardware"] in text and "{{" not in text  # every template field was filled
     assert summary["resumed_from_step"] is None and "resumed" not in text
+    assert DiffusionPipeline.from_pretrained(str(out)).unet.config.sample_size == 28
 
 
 def test_the_card_says_where_a_resumed_runs_wall_clock_starts(trained_run, tmp_path):
@@ -75,7 +76,6 @@ def test_the_card_says_where_a_resumed_runs_wall_clock_starts(trained_run, tmp_p
                      "--num_inference_steps", "2"]) == 0
     assert "in all (with sample grids and snapshots) in its last session (resumed from step 2)" in \
         ModelCard.load(out / "README.md").text
-    assert DiffusionPipeline.from_pretrained(str(out)).unet.config.sample_size == 28
 
 
 def test_export_refuses_bad_input_and_keeps_a_good_folder(trained_run, tmp_path):
