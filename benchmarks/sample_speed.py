@@ -1,6 +1,6 @@
 """Sampling speed on this machine: images/s and model calls per image for each scheduler at its usual step count.
 
-    python benchmarks/sample_speed.py                                      # all 15 schedulers, 16 images each
+    python benchmarks/sample_speed.py                                      # all 16 samplers, 16 images each
     python benchmarks/sample_speed.py --schedulers ddim,dpm++ --num_images 8
     python benchmarks/sample_speed.py --model runs/mnist --schedulers ddpm  # a trained folder instead
 

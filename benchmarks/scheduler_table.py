@@ -1,11 +1,14 @@
-"""Which sampler, how many steps? All 15 schedulers at their usual step counts on one model: FID, precision, recall,
-class balance and images/s, from the same starting noises.
+"""Which sampler, how many steps? All 15 schedulers (and DPM++ 2M SDE, a setting of one) at their usual step counts
+on one model: FID, precision, recall, class balance and images/s, from the same starting noises.
 
     python benchmarks/scheduler_table.py --reference ../shared/data/mnist:test --num_samples 200 --batch_size 200
-        # the shipped model, all 15 (README section 12): 36 min on 2 CPU cores, of which DDPM's 1000 steps are 19
+        # the shipped model, all 16 (README section 12): 37 min on 2 CPU cores, of which DDPM's 1000 steps are 19
     python benchmarks/scheduler_table.py --model runs/mnist --schedulers ddim,dpm++,unipc --num_samples 200
     python benchmarks/scheduler_table.py --schedulers dpm++,unipc,ddim,euler,euler-a --timestep_spacing leading,trailing \
         --reference ../shared/data/mnist:test --num_samples 200 --batch_size 200    # where the steps go (section 12)
+    python benchmarks/scheduler_table.py --schedulers dpm++ --settings '{}' '{"solver_order": 3}' \
+        '{"thresholding": true}' '{"use_lu_lambdas": true}' '{"algorithm_type": "sde-dpmsolver++"}' \
+        --reference ../shared/data/mnist:test --num_samples 1000     # which DPM-Solver++ settings matter (section 12)
 
 Every scheduler gets the model's own noise schedule and prediction type (``sd_course.schedulers.make_scheduler``)
 and its usual step count (``default_num_inference_steps``: 1000 for DDPM, 50 for DDIM and the Euler family, 25
@@ -36,10 +39,14 @@ def count_calls(unet) -> list[int]:
 
 
 def measure(model: str | None, alias: str, num_samples: int, batch_size: int, reference, extractor,
-            timestep_spacing: str | None = None) -> dict:
+            timestep_spacing: str | None = None, settings: dict | None = None) -> dict:
     """Sample ``num_samples`` images (seed 0) with one scheduler at its usual step count and score them.
-    ``timestep_spacing``: where its steps go among the T training timesteps (default: as the model's config says)."""
+    ``timestep_spacing``: where its steps go among the T training timesteps (default: as the model's config says);
+    ``settings``: other options of the scheduler's class, e.g. ``{"solver_order": 3}`` (the row is named after them)."""
     pipe = load_pipeline(model, alias, timestep_spacing)
+    if settings:
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, **settings)
+        alias = f"{alias} " + " ".join(f"{key}={value}" for key, value in settings.items())
     steps = default_num_inference_steps(pipe.scheduler)
     calls = count_calls(pipe.unet)
     start = time.time()
@@ -61,12 +68,15 @@ def main(argv=None):
     p.add_argument("--model", default=None, help="a pipeline folder (default: the shipped pipelines/ddpm-mnist)")
     p.add_argument("--reference", default="ylecun/mnist:test")
     p.add_argument("--schedulers", default=",".join(info.alias for info in SCHEDULERS),
-                   help="comma-separated aliases (default: all 15)")
+                   help="comma-separated aliases (default: all 16)")
     p.add_argument("--num_samples", type=int, default=500, help="samples per scheduler, seed 0")
     p.add_argument("--batch_size", type=int, default=250)
     p.add_argument("--timestep_spacing", default=None,
                    help="comma-separated, e.g. leading,trailing: measure each scheduler with each spacing "
                         "(default: the model's own)")
+    p.add_argument("--settings", nargs="+", type=json.loads, default=[{}], metavar="JSON",
+                   help="scheduler options to measure each scheduler with, one JSON object per variant, e.g. "
+                        "'{}' '{\"solver_order\": 3}' '{\"thresholding\": true}' (default: '{}', the class's own)")
     p.add_argument("--output_json", default="runs/scheduler_table.json")
     args = p.parse_args(argv)
     extractor = load_feature_extractor(None)
@@ -75,9 +85,10 @@ def main(argv=None):
     rows = []
     for alias in args.schedulers.split(","):
         for spacing in spacings:
-            rows.append(measure(args.model, alias.strip(), args.num_samples, args.batch_size, reference, extractor,
-                                spacing))
-            print(json.dumps(rows[-1]), flush=True)
+            for settings in args.settings:
+                rows.append(measure(args.model, alias.strip(), args.num_samples, args.batch_size, reference,
+                                    extractor, spacing, settings))
+                print(json.dumps(rows[-1]), flush=True)
 
     print(f"\n{args.num_samples} samples per scheduler, seed 0, model {args.model or 'pipelines/ddpm-mnist'}, "
           f"against {args.reference}; classifier features\n")

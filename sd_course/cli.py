@@ -50,7 +50,8 @@ def _add_train(sub):
 
 
 SCHEDULER_HELP = ("a diffusers scheduler class name or alias: ddpm, ddim, pndm, lms, euler, euler-a, heun, dpm++, "
-                  "dpm++-sde, dpm-single, kdpm2, kdpm2-a, deis, unipc, edm-euler (default: the folder's own)")
+                  "dpm++-2m-sde, dpm++-sde, dpm-single, kdpm2, kdpm2-a, deis, unipc, edm-euler "
+                  "(default: the folder's own)")
 MODEL_HELP = ("a pipeline folder (model_index.json + unet/ + scheduler/), a Hub id, or analytic:mnist | "
               "analytic:gaussian | analytic:two-gaussians (exact denoisers); default: $SD_COURSE_PRETRAINED, "
               "else the shipped pipelines/ddpm-mnist")

@@ -8,7 +8,7 @@
 Tabs:
 
 - **Sample**: a model (the shipped ``pipelines/ddpm-mnist`` and its epoch-3 and epoch-1 snapshots, the exact denoiser
-  ``analytic:mnist``, and any ``--model``), a scheduler among the 15 of ``sd_course.schedulers``, steps, seed and
+  ``analytic:mnist``, and any ``--model``), a sampler among the 16 of ``sd_course.schedulers``, steps, seed and
   number of images; a text-to-image model (a ``StableDiffusionPipeline`` folder) also gets a prompt and a guidance
   scale. Same seed, same images as ``sd-course sample``.
 - **Denoising**: x_t and the predicted x_0 at every model call of the reverse process (a slider and a GIF), as

@@ -82,8 +82,10 @@ def load_sample_folder(folder: str | Path, num_images: int | None = None) -> tor
 def _generate(model_or_pipe, num_samples: int, seed: int, scheduler: str | None, num_inference_steps: int | None,
               batch_size: int, eta: float | None, show_progress: bool):
     """Sample from a pipeline folder (or a loaded pipeline); returns (uint8 images, what sampled them: the scheduler's
-    class, its steps and its ``timestep_spacing``)."""
+    class, its ``--scheduler`` name (two share DPMSolverMultistepScheduler: ``dpm++`` and ``dpm++-2m-sde``), its
+    steps and its ``timestep_spacing``)."""
     from sd_course.pipeline import generate, load_pipeline
+    from sd_course.schedulers import scheduler_info
 
     pipe = load_pipeline(str(model_or_pipe), scheduler) if isinstance(model_or_pipe, (str, Path)) else model_or_pipe
     kwargs = dict(eta=eta) if eta is not None else {}
@@ -91,8 +93,9 @@ def _generate(model_or_pipe, num_samples: int, seed: int, scheduler: str | None,
                       show_progress=show_progress, **kwargs)
     # Record what actually ran: every diffusers scheduler keeps the step count of its last set_timesteps call.
     steps = getattr(pipe.scheduler, "num_inference_steps", None) or num_inference_steps
-    return images, dict(scheduler=type(pipe.scheduler).__name__, num_inference_steps=steps,
-                        timestep_spacing=pipe.scheduler.config.get("timestep_spacing"))
+    info = scheduler_info(pipe.scheduler)
+    return images, dict(scheduler=type(pipe.scheduler).__name__, sampler=info.alias if info else None,
+                        num_inference_steps=steps, timestep_spacing=pipe.scheduler.config.get("timestep_spacing"))
 
 
 def pipeline_image_shape(pipe) -> tuple:
@@ -302,7 +305,8 @@ def format_metrics(result: dict) -> str:
     rows += [(f"floor: {k}", _fmt(floor[k])) for k in FLOOR_METRICS if k in floor]
     if floor:
         rows.append(("floor: real images", f"{floor['n']} of {floor['spec']}"))
-    for key in ("n", "seed", "scheduler", "num_inference_steps", "reference", "reference_n", "feature_extractor"):
+    for key in ("n", "seed", "scheduler", "sampler", "num_inference_steps", "reference", "reference_n",
+                "feature_extractor"):
         if result.get(key) is not None:
             rows.append((key, _fmt(result[key])))
     rows.append(("feature_extractor_sha256", result["feature_extractor_sha256"][:16] + "..."))
@@ -474,8 +478,20 @@ def plot_metrics_vs_epoch(entries: list[Entry], results: list[dict], output: str
 
 
 # What a reused row of compare.json does not carry over: which entry it is and what sampled it (set anew).
-ENTRY_KEYS = ("model", "epoch", "step", "train_minutes", "run", "seed", "scheduler", "num_inference_steps",
-              "timestep_spacing", "eta", "unet_sha256", "reused_from")
+ENTRY_KEYS = ("model", "epoch", "step", "train_minutes", "run", "seed", "scheduler", "sampler",
+              "num_inference_steps", "timestep_spacing", "eta", "unet_sha256", "reused_from")
+
+
+def same_sampler(row: dict, sampler: dict, eta) -> bool:
+    """Did an earlier row come from this sampler (class, name, steps, spacing, eta)? Rows written before the name was
+    recorded give only the class, which then meant its first ``--scheduler`` name (DPMSolverMultistepScheduler:
+    ``dpm++``, the ODE; ``dpm++-2m-sde`` did not exist)."""
+    from sd_course.schedulers import scheduler_info
+
+    if "sampler" not in row:
+        info = scheduler_info(row.get("scheduler") or "")
+        row = dict(row, sampler=info.alias if info else None)
+    return all(row.get(key) == value for key, value in dict(sampler, eta=eta).items())
 
 
 def reusable_rows(path: str | Path, reference: dict, scoring: dict) -> dict[str, dict]:
@@ -531,7 +547,7 @@ def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference:
         result, weights = None, {}
         if entry.kind == "samples":
             images = load_sample_folder(entry.path, num_samples)
-            sampler = dict(scheduler=None, num_inference_steps=None)
+            sampler = dict(scheduler=None, sampler=None, num_inference_steps=None)
             check_same_kind(tuple(images.shape[1:]), ref.image_shape, ref.spec, f"images of {entry.label!r}")
         else:
             from sd_course.pipeline import load_pipeline
@@ -544,7 +560,7 @@ def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference:
                 # keep the old scores if these images came from the same sampler
                 images, sampler = _generate(pipe, min(grid_columns, num_samples), seed, scheduler,
                                             num_inference_steps, batch_size, eta, show_progress=False)
-                if all(row.get(key) == value for key, value in dict(sampler, eta=eta).items()):
+                if same_sampler(row, sampler, eta):
                     result = {key: value for key, value in row.items() if key not in ENTRY_KEYS}
                     result["reused_from"], reused = str(reuse), reused + 1
             if result is None:

@@ -215,8 +215,7 @@ def _ddpm_card(folder: Path, staging: Path, repo_id: str, show_progress: bool):
         if not loss_jsonl.exists():
             loss_jsonl.write_text("".join(json.dumps(r) + "\n" for r in record.losses))
         write_loss_plot(loss_jsonl, staging / "loss.png", title=f"{folder.name}: training loss")
-    grid = dict(num_grid=num_grid, grid_sampler=f"{type(pipe.scheduler).__name__}, {steps} steps",
-                grid_scheduler=scheduler, grid_steps=steps)
+    grid = model_card.grid_facts(num_grid, scheduler, steps, pipe)
     dataset_id = _training_text(folder)[1]
     facts = model_card.card_facts(folder, record, metrics, repo_id, None, None, grid, dataset_id)
     summary = (f"An unconditional DDPM (Ho et al. 2020) trained with sd_course (`sd-course train`, an `accelerate` "

@@ -41,9 +41,10 @@ A: Measured on the same protocol (1,000 samples, DPM-Solver++ 25 steps, seeds 0.
    1s (class-histogram TV 0.137); after epoch 3 (pipelines/ddpm-mnist-epoch3) FID 64.4; after 16 epochs (15,008
    steps, pipelines/ddpm-mnist) FID 24.5, precision 0.734, recall 0.932, TV 0.085. The real-data floor at this n
    is 6.9 (3.5x for the final model; 3.2x, FID 22.0, when it samples with the "trailing" spacing its config
-   says). The second epoch mostly buys coverage of every digit (recall 0.83 -> 0.91);
-   later epochs buy legibility (precision, classifier confidence) at a falling rate (FID -5% to -7% per epoch up to
-   epoch 10, then -1% per epoch: epochs 10 to 16 took it from 26.4 to 24.5).
+   says; 1.9x, FID 12.9, with the same solver on the SDE, ``--scheduler dpm++-2m-sde``). The second epoch mostly
+   buys coverage of every digit (recall 0.83 -> 0.91); later epochs buy legibility (precision, classifier
+   confidence) at a falling rate (FID -5% to -7% per epoch up to epoch 10, then -1% per epoch: epochs 10 to 16 took
+   it from 26.4 to 24.5).
    The README's quick run (882 steps of 32 on the 2,000 bundled digits, 6.9 min) scores FID 271 against 300 of
    those digits: clean strokes, a few digits, far below the first rung.
 Cmd: sd-course compare runs/quick pipelines/ddpm-mnist-epoch1 pipelines/ddpm-mnist-epoch3 pipelines/ddpm-mnist --scheduler dpm++ --num_inference_steps 25 --num_samples 300 --reference builtin:mnist-2k:train --output_dir compare/

@@ -593,8 +593,8 @@ def inpaint(pipe, images_uint8: torch.Tensor, mask: torch.Tensor, num_inference_
        ``x_{t-1} = m * noised(x_known, t-1) + (1 - m) * step(x_t)``, m = 1 on known pixels. The network never
        needs to know about the mask: each denoising step sees an x_t whose known part is consistent with the real
        image, and its prediction of x_0 for the hole is pulled towards what fits around it. At the last step the
-       known pixels are the original ones exactly. Measured (benchmarks/inpaint.py, the reference model at 10 epochs, lower half
-       of 200 MNIST test digits hidden): the shipped classifier reads the true digit in 66.0% +- 3.3% of the
+       known pixels are the original ones exactly. Measured (benchmarks/inpaint.py, the shipped 16-epoch model, lower half
+       of 200 MNIST test digits hidden): the shipped classifier reads the true digit in 65.0% +- 3.4% of the
        fills (DDPM, 50 steps), against 50.0% +- 3.5% with the half left blank and 100% for the whole digits;
        25 steps with one RePaint resampling each (49 model calls) give 71.0% +- 3.2%. A fill is
        a plausible digit, not necessarily the original: the top half of a 2 is also the top of a 3, and

@@ -362,6 +362,31 @@ def test_compare_reuse_keeps_earlier_scores_only_for_the_same_weights_sampler_an
     assert rc == 2 and "no such file" in capsys.readouterr().err
 
 
+def test_reuse_tells_apart_the_two_samplers_of_one_class(tmp_path, capsys):
+    """`dpm++` and `dpm++-2m-sde` are both DPMSolverMultistepScheduler: rows record the --scheduler name, and a row
+    is reused only for the same one. Rows written before the name was recorded give the class only, which meant
+    `dpm++` (the shipped ladder's compare.json is such a file)."""
+    from sd_course.evaluation import same_sampler
+
+    run = tmp_path / "run"
+    save_tiny_pipeline(run / "epoch-0001", seed=1)
+    scoring = ["--num_samples", "16", "--num_inference_steps", "3", "--reference", BUILTIN, "--num_reference", "200",
+               "--kid_subsets", "5", "--grid_columns", "4"]
+    results = {}
+    for name, reuse in (("dpm++", []), ("dpm++-2m-sde", ["--reuse", str(tmp_path / "dpm++" / "compare.json")])):
+        assert cli.main(["compare", str(run), "--scheduler", name, *scoring, "--output_dir", str(tmp_path / name),
+                         *reuse]) == 0
+        results[name] = json.loads((tmp_path / name / "compare.json").read_text())["results"][0]
+    assert "reused the scores of 0 of 1 models" in capsys.readouterr().out
+    assert [results[name]["sampler"] for name in results] == ["dpm++", "dpm++-2m-sde"]
+    assert results["dpm++"]["scheduler"] == results["dpm++-2m-sde"]["scheduler"] == "DPMSolverMultistepScheduler"
+    assert results["dpm++"][FID] != results["dpm++-2m-sde"][FID]  # the fresh noise made other samples
+
+    ode = {key: results["dpm++"][key] for key in ("scheduler", "sampler", "num_inference_steps", "timestep_spacing")}
+    unnamed = {key: value for key, value in results["dpm++"].items() if key != "sampler"}
+    assert same_sampler(unnamed, ode, None) and not same_sampler(unnamed, dict(ode, sampler="dpm++-2m-sde"), None)
+
+
 def test_make_evaluator_returns_repeatable_floats(tmp_path):
     from diffusers import DDPMPipeline
 

@@ -36,7 +36,7 @@ from sd_course.pipeline import (
     num_model_calls,
     record_trajectory,
 )
-from sd_course.schedulers import SCHEDULERS, make_scheduler
+from sd_course.schedulers import SCHEDULERS, make_scheduler, scheduler_info
 
 # diffusers' schedulers call numpy in ways numpy 2 deprecates; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -49,7 +49,7 @@ MIX_WEIGHT_TOL, MIX_MEAN_TOL = 0.1, 0.05
 ALIASES = [info.alias for info in SCHEDULERS]
 NO_GENERATOR_TYPEERROR = {"pndm", "lms", "heun", "kdpm2", "deis", "unipc"}  # stock DDPMPipeline raises TypeError
 STOCK_WRONG = {"euler", "euler-a", "kdpm2-a", "edm-euler"}  # stock DDPMPipeline runs but is wrong
-STOCK_RIGHT = {"ddim", "dpm++", "dpm-single"}  # (and ddpm; its 1000 steps are tested below with ours)
+STOCK_RIGHT = {"ddim", "dpm++", "dpm++-2m-sde", "dpm-single"}  # (and ddpm; its 1000 steps are tested below with ours)
 
 try:
     import torchsde  # noqa: F401
@@ -201,15 +201,32 @@ def test_sde_needs_torchsde_or_works():
             make_scheduler("dpm++-sde", training_scheduler().config)
 
 
+def test_dpm_2m_sde_is_a_setting_of_dpm_solver_and_never_leaks_into_dpm_plus_plus():
+    """``dpm++-2m-sde`` is DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++"): known by its config, never
+    inherited by a swap back to ``dpm++``, and its fresh noise comes from the generator (a seed repeats it)."""
+    sde = make_scheduler("dpm++-2m-sde", training_scheduler().config)
+    assert type(sde).__name__ == "DPMSolverMultistepScheduler" and sde.config.algorithm_type == "sde-dpmsolver++"
+    assert scheduler_info(sde).alias == "dpm++-2m-sde" and sde.config.beta_end == 0.02  # and the model's betas
+    ode = make_scheduler("dpm++", sde.config)
+    assert ode.config.algorithm_type == "dpmsolver++" and scheduler_info(ode).alias == "dpm++"
+    assert make_scheduler("DPMSolverMultistepScheduler", sde.config).config.algorithm_type == "dpmsolver++"
+
+    first, again = (sample_with(UnconditionalImagePipeline, gaussian(), sde, 25, n=8, seed=3) for _ in range(2))
+    other_seed = sample_with(UnconditionalImagePipeline, gaussian(), sde, 25, n=8, seed=4)
+    from_ode = sample_with(UnconditionalImagePipeline, gaussian(), ode, 25, n=8, seed=3)
+    assert torch.equal(first, again) and not torch.allclose(first, other_seed)
+    assert (first - from_ode).abs().mean() > 0.05  # same starting noise, another path: the SDE's fresh noise
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # 2. The same checks catch diffusers' stock DDPMPipeline where it is wrong
 # ----------------------------------------------------------------------------------------------------------------
 
 
 def standard_swap(alias):
-    """What a user writes: ``X.from_config(pipe.scheduler.config)`` (no help from sd_course)."""
-    name = next(info.class_name for info in SCHEDULERS if info.alias == alias)
-    return getattr(diffusers, name).from_config(training_scheduler().config)
+    """What a user writes: ``X.from_config(pipe.scheduler.config, **settings)`` (no help from sd_course)."""
+    info = next(info for info in SCHEDULERS if info.alias == alias)
+    return getattr(diffusers, info.class_name).from_config(training_scheduler().config, **dict(info.options))
 
 
 @pytest.mark.parametrize("alias", sorted(NO_GENERATOR_TYPEERROR))
