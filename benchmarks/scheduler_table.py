@@ -28,7 +28,7 @@ from sd_course.evaluation import load_feature_extractor, prepare_reference, scor
 from sd_course.metrics import FEATURE_NAME
 from sd_course.model_card import scheduler_table_lines
 from sd_course.pipeline import generate, load_pipeline
-from sd_course.schedulers import SCHEDULERS, default_num_inference_steps
+from sd_course.schedulers import SCHEDULERS, check_scheduler_settings, default_num_inference_steps
 
 
 def count_calls(unet) -> list[int]:
@@ -79,6 +79,9 @@ def main(argv=None):
                         "'{}' '{\"solver_order\": 3}' '{\"thresholding\": true}' (default: '{}', the class's own)")
     p.add_argument("--output_json", default="runs/scheduler_table.json")
     args = p.parse_args(argv)
+    for alias in args.schedulers.split(","):  # a misspelt option would be ignored by from_config: fail first
+        for settings in args.settings:
+            check_scheduler_settings(alias.strip(), settings)
     extractor = load_feature_extractor(None)
     reference = prepare_reference(args.reference, extractor, None, show_progress=False)
     spacings = args.timestep_spacing.split(",") if args.timestep_spacing else [None]

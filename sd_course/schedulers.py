@@ -312,6 +312,17 @@ def make_scheduler(name: str, config):
         ) from e
 
 
+def check_scheduler_settings(name: str, settings: dict) -> dict:
+    """``settings`` (e.g. ``{"solver_order": 3}``) if the scheduler ``name`` has every one of those options, else an
+    InputError naming the unknown ones: ``from_config`` would ignore a misspelt key and sample with the default."""
+    cls = getattr(diffusers, resolve_scheduler_name(name))
+    unknown = sorted(set(settings) - _init_keys(cls) - {"self"})
+    if unknown:
+        options = ", ".join(sorted(_init_keys(cls) - {"self", "kwargs"}))
+        raise InputError(f"{cls.__name__} has no option {', '.join(map(repr, unknown))}; its options are: {options}")
+    return settings
+
+
 def check_timestep_spacing(spacing: str | None) -> str | None:
     """None (as the config says) or one of TIMESTEP_SPACINGS, else an InputError (checked before any loading)."""
     if spacing is not None and spacing not in TIMESTEP_SPACINGS:

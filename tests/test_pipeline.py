@@ -36,7 +36,7 @@ from sd_course.pipeline import (
     num_model_calls,
     record_trajectory,
 )
-from sd_course.schedulers import SCHEDULERS, make_scheduler, scheduler_info
+from sd_course.schedulers import SCHEDULERS, check_scheduler_settings, make_scheduler, scheduler_info
 
 # diffusers' schedulers call numpy in ways numpy 2 deprecates; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -216,6 +216,15 @@ def test_dpm_2m_sde_is_a_setting_of_dpm_solver_and_never_leaks_into_dpm_plus_plu
     from_ode = sample_with(UnconditionalImagePipeline, gaussian(), ode, 25, n=8, seed=3)
     assert torch.equal(first, again) and not torch.allclose(first, other_seed)
     assert (first - from_ode).abs().mean() > 0.05  # same starting noise, another path: the SDE's fresh noise
+
+
+def test_scheduler_settings_are_checked_against_the_class():
+    """benchmarks/scheduler_table.py --settings: from_config would silently ignore a misspelt option."""
+    assert check_scheduler_settings("dpm++", {"solver_order": 3}) == {"solver_order": 3}
+    with pytest.raises(InputError, match=r"DPMSolverMultistepScheduler has no option 'solver_ordr'.*solver_order"):
+        check_scheduler_settings("dpm++", {"solver_ordr": 3})
+    with pytest.raises(InputError, match="unknown scheduler"):
+        check_scheduler_settings("dpm+", {})
 
 
 # ----------------------------------------------------------------------------------------------------------------
