@@ -24,6 +24,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from sd_course.evaluation import load_feature_extractor, prepare_reference, score_images
 from sd_course.metrics import FEATURE_NAME
 from sd_course.model_card import scheduler_table_lines
@@ -39,16 +41,19 @@ def count_calls(unet) -> list[int]:
 
 
 def measure(model: str | None, alias: str, num_samples: int, batch_size: int, reference, extractor,
-            timestep_spacing: str | None = None, settings: dict | None = None) -> dict:
+            timestep_spacing: str | None = None, settings: dict | None = None, device: str = "cpu") -> dict:
     """Sample ``num_samples`` images (seed 0) with one scheduler at its usual step count and score them.
     ``timestep_spacing``: where its steps go among the T training timesteps (default: as the model's config says);
-    ``settings``: other options of the scheduler's class, e.g. ``{"solver_order": 3}`` (the row is named after them)."""
-    pipe = load_pipeline(model, alias, timestep_spacing)
+    ``settings``: other options of the scheduler's class, e.g. ``{"solver_order": 3}`` (the row is named after them).
+    ``device``: where it samples (images/s are that device's)."""
+    pipe = load_pipeline(model, alias, timestep_spacing, device)
     if settings:
         pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, **settings)
         alias = f"{alias} " + " ".join(f"{key}={value}" for key, value in settings.items())
     steps = default_num_inference_steps(pipe.scheduler)
     calls = count_calls(pipe.unet)
+    if pipe.device.type == "cuda":
+        torch.cuda.synchronize()
     start = time.time()
     images = generate(pipe, num_samples, batch_size=batch_size, num_inference_steps=steps, seed=0,
                       show_progress=False)
@@ -60,7 +65,8 @@ def measure(model: str | None, alias: str, num_samples: int, batch_size: int, re
             "timestep_spacing": pipe.scheduler.config.get("timestep_spacing"),
             "model_calls": calls[0] // batches, "fid": scores[f"fid_{FEATURE_NAME}"],
             "precision": scores[f"precision_{FEATURE_NAME}"], "recall": scores[f"recall_{FEATURE_NAME}"],
-            "class_min": min(histogram), "class_max": max(histogram), "images_per_s": num_samples / seconds}
+            "class_min": min(histogram), "class_max": max(histogram), "images_per_s": num_samples / seconds,
+            "device": pipe.device.type}
 
 
 def main(argv=None):
@@ -77,6 +83,8 @@ def main(argv=None):
     p.add_argument("--settings", nargs="+", type=json.loads, default=[{}], metavar="JSON",
                    help="scheduler options to measure each scheduler with, one JSON object per variant, e.g. "
                         "'{}' '{\"solver_order\": 3}' '{\"thresholding\": true}' (default: '{}', the class's own)")
+    p.add_argument("--device", default="cpu", help="where to sample: cpu (the images/s of the docs), cuda or auto; "
+                                                   "the quality columns agree across devices up to seed noise")
     p.add_argument("--output_json", default="runs/scheduler_table.json")
     args = p.parse_args(argv)
     for alias in args.schedulers.split(","):  # a misspelt option would be ignored by from_config: fail first
@@ -90,7 +98,7 @@ def main(argv=None):
         for spacing in spacings:
             for settings in args.settings:
                 rows.append(measure(args.model, alias.strip(), args.num_samples, args.batch_size, reference,
-                                    extractor, spacing, settings))
+                                    extractor, spacing, settings, args.device))
                 print(json.dumps(rows[-1]), flush=True)
 
     print(f"\n{args.num_samples} samples per scheduler, seed 0, model {args.model or 'pipelines/ddpm-mnist'}, "

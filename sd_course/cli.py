@@ -168,6 +168,8 @@ def _add_schedules(sub):
 
 FLOOR_HELP = ("real images NAME_OR_PATH[:split] scored the same way, as many as the samples: the best score possible "
               "at this n (e.g. ylecun/mnist:train when --reference is the test split)")
+DEVICE_HELP = ("where the pipeline samples: auto (the GPU when there is one), cpu or cuda; samples of one seed agree "
+               "across devices up to float rounding")
 
 
 def _add_evaluate(sub):
@@ -198,6 +200,7 @@ def _add_evaluate(sub):
     p.add_argument("--inception_weights", default=None, help="local FID Inception weights (implies --inception_fid)")
     p.add_argument("--output_json", default=None, help="write all numbers and their provenance here")
     p.add_argument("--floor", default=None, help=FLOOR_HELP)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--guidance_scale", type=float, default=2.0,
                    help="text-to-image models: classifier-free guidance (each digit is asked for in turn and the "
                         "share the classifier reads as that digit is reported: prompt accuracy)")
@@ -212,7 +215,7 @@ def _add_evaluate(sub):
             kid_subsets=args.kid_subsets, nearest_k=args.nearest_k, classifier=args.classifier,
             inception_fid_=args.inception_fid, inception_weights=args.inception_weights,
             output_json=args.output_json, guidance_scale=args.guidance_scale, floor=args.floor,
-            timestep_spacing=args.timestep_spacing,
+            timestep_spacing=args.timestep_spacing, device=args.device,
         )
 
     p.set_defaults(func=run)
@@ -241,6 +244,7 @@ def _add_compare(sub):
     p.add_argument("--floor", default=None, help=FLOOR_HELP)
     p.add_argument("--reuse", default=None, help="an earlier compare.json: models with the same U-Net weights, sampler, "
                                                  "n and seed keep its scores (a continued run: score new epochs only)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
 
     def run(args):
         from sd_course import evaluation
@@ -251,6 +255,7 @@ def _add_compare(sub):
             batch_size=args.batch_size, num_reference=args.num_reference, kid_subset_size=args.kid_subset_size,
             kid_subsets=args.kid_subsets, classifier=args.classifier, output_dir=args.output_dir,
             grid_columns=args.grid_columns, floor=args.floor, reuse=args.reuse, timestep_spacing=args.timestep_spacing,
+            device=args.device,
         )
 
     p.set_defaults(func=run)

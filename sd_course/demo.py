@@ -7,7 +7,7 @@
 
 Tabs:
 
-- **Sample**: a model (the shipped ``pipelines/ddpm-mnist`` and its epoch-3 and epoch-1 snapshots, the exact denoiser
+- **Sample**: a model (the shipped ``pipelines/ddpm-mnist`` and its epoch-10 and epoch-1 snapshots, the exact denoiser
   ``analytic:mnist``, and any ``--model``), a sampler among the 16 of ``sd_course.schedulers``, steps, seed and
   number of images; a text-to-image model (a ``StableDiffusionPipeline`` folder) also gets a prompt and a guidance
   scale. Same seed, same images as ``sd-course sample``.
@@ -38,7 +38,7 @@ from sd_course.errors import InputError
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no calls home
 
-SHIPPED = ("pipelines/ddpm-mnist", "pipelines/ddpm-mnist-epoch3", "pipelines/ddpm-mnist-epoch1")
+SHIPPED = ("pipelines/ddpm-mnist", "pipelines/ddpm-mnist-epoch10", "pipelines/ddpm-mnist-epoch1")
 ANALYTIC = "analytic:mnist"
 TEXT_PIPELINES = ("StableDiffusionPipeline",)
 MAX_IMAGES = 16

@@ -52,7 +52,7 @@ class DiffusionConfig(TrainConfig):
     # Saved in the pipeline's scheduler config, so every sampler made from it (scheduler.from_config) inherits it.
     # "leading" (DDPMScheduler's own default) starts DPM-Solver++ at 25 steps at t = 950, never at pure noise;
     # "trailing" starts the samplers at t = T-1 (Lin et al. 2023, section 3.3): DPM++ 25 FID 24.5 -> 22.0 on the
-    # shipped model (benchmarks/README.md section 13); Heun and KDPM2-ancestral stay on "leading" (schedulers.py).
+    # 16-epoch CPU model (benchmarks/README.md section 13); Heun and KDPM2-ancestral stay on "leading" (schedulers.py).
     timestep_spacing: str = option("trailing", "how samplers place n steps among the T training timesteps",
                                    choices=TIMESTEP_SPACINGS)
     snr_gamma: Optional[float] = option(None, "min-SNR loss weighting (Hang et al. 2023; 5.0 is their choice; "

@@ -120,12 +120,13 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
              nearest_k: int = NEAREST_K, classifier: str | None = None, inception_fid_: bool = False,
              inception_weights: str | None = None, output_json: str | None = None, show_progress: bool = True,
              print_table: bool = True, guidance_scale: float = 4.0, floor: str | None = None,
-             timestep_spacing: str | None = None) -> dict:
+             timestep_spacing: str | None = None, device: str = "auto") -> dict:
     """Score a pipeline folder (``model``; ``num_samples`` default 1000) or a folder of images (``samples``).
     A text-to-image pipeline is asked for each digit in turn and also scored on prompt accuracy. ``floor``: real
     images (``NAME_OR_PATH:split``, e.g. the training split when ``reference`` is the test split) scored exactly like
     the samples, as ``result["floor"]``: the best score any generator can reach at this n. ``timestep_spacing``:
-    place the sampler's steps so (default: as the pipeline's scheduler config says)."""
+    place the sampler's steps so (default: as the pipeline's scheduler config says). ``device``: where the pipeline
+    samples (``"auto"``: the GPU when there is one)."""
     from sd_course import __version__
 
     if (model is None) == (samples is None):
@@ -177,7 +178,7 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
     else:
         from sd_course.pipeline import load_pipeline
 
-        pipe = load_pipeline(model, scheduler, timestep_spacing)
+        pipe = load_pipeline(model, scheduler, timestep_spacing, device)
         shape, what = pipeline_image_shape(pipe), f"samples of {model!r}"
     ref = prepare_reference(reference, extractor, num_reference, keep_images=inception is not None,
                             show_progress=show_progress, sample_shape=shape, what=what)
@@ -194,6 +195,7 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
                                     show_progress)
         info.update(sampler)
         info["eta"] = eta
+        info["device"] = pipe.device.type  # where the samples were drawn (float rounding differs between devices)
     result = score_images(images, ref, extractor, seed, kid_subset_size, kid_subsets, nearest_k, show_progress)
     if inception is not None:
         result["fid_inception"] = inception_fid(images, ref.images, inception, show_progress=show_progress)
@@ -520,13 +522,14 @@ def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference:
             batch_size: int = 250, num_reference: int | None = None, kid_subset_size: int | None = None,
             kid_subsets: int = KID_SUBSETS, classifier: str | None = None, output_dir: str = "compare",
             grid_columns: int = 8, show_progress: bool = True, floor: str | None = None,
-            reuse: str | None = None, timestep_spacing: str | None = None) -> list[dict]:
+            reuse: str | None = None, timestep_spacing: str | None = None, device: str = "auto") -> list[dict]:
     """Score several models with the same seeds; write ``compare.json``, ``compare_grid.png`` and, for training
     runs with ``epoch-XXXX/`` snapshots, ``metrics_vs_epoch.png``. Returns one result dict per entry. ``floor``:
     real images scored the same way once (``real_data_floor``), in ``compare.json`` and drawn in the plot.
     ``reuse``: an earlier ``compare.json``; a model whose U-Net weights (sha256), sampler, n and seed match one of
     its rows keeps that row's scores and is sampled only for the grid (a continued run re-scores its new epochs only).
-    ``timestep_spacing``: one spacing for every model's sampler (default: each pipeline's own config)."""
+    ``timestep_spacing``: one spacing for every model's sampler (default: each pipeline's own config). ``device``:
+    where the pipelines sample (``"auto"``: the GPU when there is one)."""
     from sd_course import __version__
 
     if not models:
@@ -552,7 +555,7 @@ def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference:
         else:
             from sd_course.pipeline import load_pipeline
 
-            pipe = load_pipeline(str(entry.path), scheduler, timestep_spacing)
+            pipe = load_pipeline(str(entry.path), scheduler, timestep_spacing, device)
             check_same_kind(pipeline_image_shape(pipe), ref.image_shape, ref.spec, f"samples of {entry.label!r}")
             weights = dict(unet_sha256=_unet_hash(entry.path))
             row = previous.get(weights["unet_sha256"])
@@ -568,6 +571,8 @@ def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference:
                                             show_progress)
         if result is None:
             result = score_images(images, ref, extractor, seed, kid_subset_size, kid_subsets, show_progress=False)
+            if entry.kind != "samples":
+                result["device"] = pipe.device.type  # where these samples were drawn (float rounding differs)
         result.update(model=entry.label, epoch=entry.epoch, step=entry.step, train_minutes=entry.train_minutes,
                       run=entry.run, seed=seed, **sampler, eta=eta, **weights)
         results.append(result)

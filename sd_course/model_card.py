@@ -33,7 +33,7 @@ TEMPLATE = "model_cards/ddpm-unconditional.md"
 PIPELINE_FILES = ("model_index.json", "unet", "scheduler")
 SNAPSHOT_RE = re.compile(r"^epoch-(\d+)$")  # a run's pipeline snapshot after epoch N (--save_model_epochs)
 DEFAULT_LIMITATIONS = (
-    "A small unconditional model trained on a CPU budget: most samples are clean digits, some are malformed or "
+    "A small unconditional model trained on a small budget: most samples are clean digits, some are malformed or "
     "ambiguous (see the grid). The metrics use the features of sd_course's own MNIST classifier, not Inception: "
     "they compare models scored the same way, not numbers from papers. Unconditional: the digit class cannot be "
     "chosen (class conditioning comes later in the course)."
@@ -266,16 +266,32 @@ def samplers_markdown(table: dict | None, floor_fid: float | None = None, slack:
     def name(r):
         return f"`{r['scheduler']}` {r['steps']} steps" + (f" ({r['timestep_spacing']})" if len(spacings) > 1 else "")
 
+    devices = sorted({r.get("device") or "?" for r in rows})
+    where = (f" on its machine (`{devices[0]}`)" if len(devices) == 1 and devices[0] != "?" else
+             " on its machine" if len(devices) == 1 else
+             " on the device each row names (the samples of one seed agree across devices up to float rounding; "
+             "their speeds do not compare)")
     lines = [f"Every scheduler at its usual step count on this model: the same {n} starting noises (seed 0), scored "
              "against the test digits like the evaluation above (`benchmarks/scheduler_table.py`; `samplers.json` "
-             f"holds every number). Images/s as the benchmark measured them on its machine.{floor}{spacing}", "",
+             f"holds every number). Images/s as the benchmark measured them{where}.{floor}{spacing}", "",
              f"**Recommended**: {name(best)} for the best digits (FID {best['fid']:.1f}, "
-             f"{best['images_per_s']:.2g} images/s)"
+             f"{_speed(best, len(devices) > 1)})"
              + ("." if fast is best else f"; {name(fast)} when time matters (FID {fast['fid']:.1f}, "
-                f"{fast['images_per_s']:.2g} images/s: the fewest model calls, {fast['model_calls']}, within {slack}x "
+                f"{_speed(fast, len(devices) > 1)}: the fewest model calls, {fast['model_calls']}, within {slack}x "
                 "of the best FID)."),
              ""] + scheduler_table_lines(rows)
     return "\n".join(lines)
+
+
+def _speed(row: dict, name_device: bool = False) -> str:
+    """``5.3 images/s``, or ``5.3 images/s on cpu`` when a table mixes devices (benchmarks/scheduler_table.py
+    --device)."""
+    return f"{_rate(row['images_per_s'])} images/s" + (f" on {row.get('device') or '?'}" if name_device else "")
+
+
+def _rate(images_per_s: float) -> str:
+    """Two significant digits (5.3, 0.18), whole numbers from 100 up (a GPU's 238, not 2.4e+02)."""
+    return f"{images_per_s:.0f}" if images_per_s >= 100 else f"{images_per_s:.2g}"
 
 
 def scheduler_table_lines(rows: list[dict], spacing_column: bool = False) -> list[str]:
@@ -284,9 +300,11 @@ def scheduler_table_lines(rows: list[dict], spacing_column: bool = False) -> lis
         ("", "", lambda r: "")
     lines = [f"| scheduler | steps {spacing[0]}| model calls | FID | precision | recall | classes (min-max %) | images/s |",
              f"|---|---:{spacing[1]}|---:|---:|---:|---:|---:|---:|"]
+    mixed = len({r.get("device") for r in rows}) > 1  # then each speed names its device
     return lines + [f"| `{r['scheduler']}` ({r['class']}) | {r['steps']} {spacing[2](r)}| {r['model_calls']} | "
                     f"{r['fid']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} | "
-                    f"{100 * r['class_min']:.1f}-{100 * r['class_max']:.1f} | {r['images_per_s']:.2g} |" for r in rows]
+                    f"{100 * r['class_min']:.1f}-{100 * r['class_max']:.1f} | "
+                    f"{_rate(r['images_per_s'])}" + (f" ({r.get('device') or '?'})" if mixed else "") + " |" for r in rows]
 
 
 def _resumed(summary: dict) -> str:

@@ -61,11 +61,12 @@ A: DDIM (eta = 0), Euler, Heun, LMS, DPM-Solver++, UniPC, DEIS follow the ODE: t
    the same image, and the noise -> image map is smooth (interpolating noises interpolates images). DDPM, DDIM with
    eta = 1, Euler-ancestral, KDPM2-ancestral, DPM++ SDE and DPM++ 2M SDE add fresh noise at every step: better on
    a model that is not trained to convergence (the noise washes out the errors of earlier steps, which the ODE
-   carries to the end; Karras et al. 2022, section 4), and repeatable only with a seed. The same solver both ways,
-   on the shipped 16-epoch model (25 steps = 25 model calls, 1,000 samples): DPM-Solver++ 2M on the ODE (``dpm++``)
-   FID 22.0, on the SDE (``dpm++-2m-sde``, ``algorithm_type="sde-dpmsolver++"``) 12.9, the 8s back from 13.5% to
-   11.1%; no setting of the ODE solver closed the gap (solver_order 3: 21.3, thresholding: 22.3, Lu's
-   lambdas: 24.4; benchmarks/README.md section 12).
+   carries to the end; Karras et al. 2022, section 4), and repeatable only with a seed. The same solver both ways
+   (25 steps = 25 model calls, 1,000 samples): on the 16-epoch CPU model DPM-Solver++ 2M on the ODE (``dpm++``)
+   scored FID 22.0, on the SDE (``dpm++-2m-sde``, ``algorithm_type="sde-dpmsolver++"``) 12.9, and no setting of the
+   ODE solver closed the gap (solver_order 3: 21.3, thresholding: 22.3, Lu's lambdas: 24.4); on the shipped model,
+   trained 4.7x longer, 12.8 and 7.5: the gap shrinks as the network's own error does (benchmarks/README.md
+   sections 12-13).
 Cmd: sd-course sample --scheduler euler-a --num_images 16 --seed 0 --output euler_a.png
 Cmd: sd-course sample --scheduler dpm++-2m-sde --num_inference_steps 25 --num_images 16 --seed 0 --output dpm_sde.png
 Cmd: sd-course evaluate --scheduler dpm++-2m-sde --num_inference_steps 25 --num_samples 1000 --reference ../shared/data/mnist:test
@@ -411,7 +412,7 @@ def sigma_to_timestep(sigma: torch.Tensor, alphas_cumprod: torch.Tensor) -> torc
     diffusers' Euler/Heun/LMS/KDPM2 do in ``_sigma_to_t``. Clamped to [0, T-1], the range the model was trained on.
     """
     log_sigmas = sigmas_from_alphas_cumprod(alphas_cumprod).log()  # increasing in t
-    log_sigma = torch.as_tensor(sigma, dtype=torch.float64).clamp_min(1e-10).log()
+    log_sigma = torch.as_tensor(sigma, dtype=torch.float64).to(log_sigmas.device).clamp_min(1e-10).log()  # on a GPU too
     t = torch.arange(len(log_sigmas), dtype=torch.float64)
     high = torch.searchsorted(log_sigmas, log_sigma.reshape(-1)).clamp(1, len(log_sigmas) - 1)
     low = high - 1

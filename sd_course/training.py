@@ -342,14 +342,17 @@ def train(cfg: TrainConfig, objective: Optional[Objective] = None, evaluate: Opt
     dataset, info, model = objective.build(accelerator)
     ema = None
     if cfg.use_ema:
+        # foreach: one fused update over all tensors instead of a Python loop over ~200 of them (same arithmetic,
+        # ~600 fewer kernel launches a step: launches are what a small U-Net's GPU step is made of, benchmarks §13)
         ema = EMAModel(model.parameters(), decay=cfg.ema_max_decay, use_ema_warmup=True, inv_gamma=cfg.ema_inv_gamma,
-                       power=cfg.ema_power)
+                       power=cfg.ema_power, foreach=True)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                   betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.adam_weight_decay,
                                   eps=cfg.adam_epsilon)
     sampler = EpochShuffle(len(dataset), cfg.seed)
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.train_batch_size, sampler=sampler,
-                                         num_workers=cfg.dataloader_num_workers, drop_last=False)
+                                         num_workers=cfg.dataloader_num_workers, drop_last=False,
+                                         collate_fn=getattr(dataset, "collate", None))  # None: torch's default
     # Steps are counted per process after sharding: each of N processes sees 1/N of the batches of an epoch.
     per_process_batches = math.ceil(len(dataset) / (cfg.train_batch_size * accelerator.num_processes))
     steps_per_epoch = math.ceil(per_process_batches / cfg.gradient_accumulation_steps)
@@ -360,6 +363,8 @@ def train(cfg: TrainConfig, objective: Optional[Objective] = None, evaluate: Opt
                                  num_warmup_steps=cfg.lr_warmup_steps * accelerator.num_processes,
                                  num_training_steps=max_steps * accelerator.num_processes)
     model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
+    if ema is not None:
+        ema.to(accelerator.device)  # the averaged weights live beside the trained ones (the GPU, when there is one)
     _register_ema_checkpointing(accelerator, ema, accelerator.unwrap_model(model))
 
     # ---- resume ---------------------------------------------------------------------------------------------------
@@ -570,6 +575,7 @@ def _register_ema_checkpointing(accelerator, ema, model) -> None:
         weights = load_file(str(path / EMA_WEIGHTS))
         state = json.loads((path / EMA_STATE).read_text())
         ema.load_state_dict({**state, "shadow_params": [weights[n] for n in names]})
+        ema.to(accelerator.device)  # loaded on the CPU; the update needs them beside the weights
 
     accelerator.register_save_state_pre_hook(save_hook)
     accelerator.register_load_state_pre_hook(load_hook)

@@ -102,3 +102,25 @@ def test_ranges_and_helpers():
     flipped = random_flip(images, torch.Generator().manual_seed(0))
     for i in range(2):
         assert torch.equal(flipped[i], images[i]) or torch.equal(flipped[i], images[i].flip(-1))
+
+
+def test_in_memory_batches_are_fetched_whole_and_equal_to_item_by_item_collation():
+    """The training loop's DataLoader asks InMemoryImageDataset for a whole batch (``__getitems__``) and takes it as
+    stacked (``collate``); that must give exactly what collating ``dataset[i]`` one by one gives, and a DataLoader
+    built without our collate_fn must still work."""
+    from sd_course.data import InMemoryImageDataset
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (37, 1, 28, 28), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 10, (37,), generator=g)
+    order = torch.randperm(37, generator=g).tolist()
+    for dataset in (InMemoryImageDataset(images, labels), InMemoryImageDataset(images)):
+        one_by_one = [torch.utils.data.default_collate([dataset[i] for i in order[k:k + 8]]) for k in range(0, 37, 8)]
+        for collate_fn in (dataset.collate, None):
+            loader = torch.utils.data.DataLoader(dataset, batch_size=8, sampler=order, collate_fn=collate_fn)
+            batches = list(loader)
+            assert len(batches) == len(one_by_one) == 5
+            for got, want in zip(batches, one_by_one):
+                assert got.keys() == want.keys()
+                for key in want:
+                    assert got[key].dtype == want[key].dtype and torch.equal(got[key], want[key]), key

@@ -217,6 +217,7 @@ def test_evaluate_model_writes_named_metrics_and_provenance(tmp_path, capsys):
     assert len(result[f"class_histogram_{metrics.FEATURE_NAME}"]) == 10
     assert not any(k.startswith("fid") and k != FID for k in result)  # never an unqualified "fid"
     assert result[FID] > 100  # an untrained U-Net makes noise, not digits
+    assert result["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # --device auto, recorded
     assert FID in capsys.readouterr().out
 
 
@@ -316,6 +317,7 @@ def test_compare_expands_epoch_snapshots_and_uses_the_same_seeds(tmp_path, capsy
     # Same weights + same seed -> the same samples -> the same numbers: the comparison is fair.
     assert summary["results"][0][FID] == summary["results"][2][FID]
     assert summary["results"][0][FID] != summary["results"][1][FID]
+    assert {r["device"] for r in summary["results"]} == {"cuda" if torch.cuda.is_available() else "cpu"}
     grid = Image.open(out / "compare_grid.png")
     assert grid.height == 3 * 28 * 4 and grid.width > 4 * 28 * 4
     assert (out / "metrics_vs_epoch.png").stat().st_size > 10_000

@@ -207,3 +207,21 @@ def test_export_puts_the_scheduler_table_and_its_recommendation_into_the_card(tr
     assert cli_main(["export", str(trained_run), "--output", str(out), "--samplers", str(tmp_path / "list.json")]) == 2
     assert "expected the --output_json of benchmarks/scheduler_table.py" in capsys.readouterr().err
     assert (out / "README.md").read_bytes() == before
+
+
+def test_sampler_table_names_the_device_of_each_speed_when_devices_are_mixed():
+    """benchmarks/scheduler_table.py --device records where each row sampled; a card merging rows measured on a GPU
+    and on the CPU must not present their images/s as comparable."""
+    from sd_course.model_card import samplers_markdown
+
+    def row(name, fid, images_per_s, device):
+        return {"scheduler": name, "class": "X", "steps": 25, "model_calls": 25, "fid": fid, "precision": 0.8,
+                "recall": 0.9, "class_min": 0.07, "class_max": 0.12, "images_per_s": images_per_s,
+                "timestep_spacing": "trailing", "device": device}
+
+    args = {"num_samples": 1000}
+    mixed = samplers_markdown({"args": args, "rows": [row("euler-a", 5.3, 238.0, "cuda"), row("dpm++-sde", 6.0, 1.3, "cpu")]})
+    assert "on the device each row names" in mixed and "(FID 5.3, 238 images/s on cuda)" in mixed
+    assert "| 238 (cuda) |" in mixed and "| 1.3 (cpu) |" in mixed
+    one = samplers_markdown({"args": args, "rows": [row("euler-a", 5.3, 2.5, "cpu"), row("dpm++", 9.0, 5.0, "cpu")]})
+    assert "measured them on its machine (`cpu`)" in one and "| 2.5 |" in one and "(cpu)" not in one.split("**")[0]

@@ -518,3 +518,17 @@ def test_an_explicit_timestep_spacing_overrides_the_config_for_every_sampler(ddp
     assert torch.equal(edm[0].timesteps, edm[1].timesteps)
     with pytest.raises(InputError, match="--timestep_spacing must be one of trailing, leading, linspace, got 'trail'"):
         load_pipeline(str(ddpm_folder / "never-built"), "dpm++", timestep_spacing="trail")
+
+
+def test_device_auto_is_the_gpu_when_there_is_one_and_bad_devices_are_named():
+    from sd_course.pipeline import resolve_device
+
+    assert resolve_device("auto").type == resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(InputError, match="--device 'gpu0' is not a device torch knows"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="sees no CUDA GPU; use --device cpu"):
+            resolve_device("cuda")
+    pipe = load_pipeline("analytic:mnist", "dpm++", device="cpu")
+    assert pipe.device.type == "cpu"

@@ -36,7 +36,7 @@ def test_installed_data_folder_is_found(monkeypatch, tmp_path):
 def test_shipped_pipelines_load_with_plain_diffusers():
     from diffusers import DiffusionPipeline
 
-    for name in ("ddpm-mnist", "ddpm-mnist-epoch3", "ddpm-mnist-epoch1"):
+    for name in ("ddpm-mnist", "ddpm-mnist-epoch10", "ddpm-mnist-epoch1"):
         pipe = DiffusionPipeline.from_pretrained(str(REPO / "pipelines" / name))
         assert type(pipe).__name__ == "DDPMPipeline"
         assert (pipe.unet.config.in_channels, pipe.unet.config.sample_size) == (1, 28)
