@@ -199,9 +199,12 @@ def ladder_markdown(ladder: dict | None, floor: dict | None = None) -> str:
         return ("No ladder: run `sd-course compare RUN --output_dir DIR` over the run's `epoch-XXXX/` snapshots and "
                 "export again with `--ladder DIR`.")
     first = rows[0]
+    devices = {r.get("device") for r in rows} - {None}
+    sampled_on = f", sampled on `{next(iter(devices))}`" if len(devices) == 1 else \
+        ", each row sampled on the device `ladder.json` names" if devices else ""
     lines = [f"Every snapshot of the run, scored by `sd-course compare` on the same {first['n']} samples (seed "
-             f"{first['seed']}, {_sampler(first)}, {first.get('num_inference_steps')} steps{_spacing(first, True)}) "
-             "against "
+             f"{first['seed']}, {_sampler(first)}, {first.get('num_inference_steps')} steps{_spacing(first, True)}"
+             f"{sampled_on}) against "
              f"{ladder.get('reference_n', '?')} images of `{ladder.get('reference')}` (classifier features). "
              "`ladder.json` holds every number; `ladder.png` plots them against epochs and minutes.", "",
              "![FID against epochs and training minutes](ladder.png)", "",

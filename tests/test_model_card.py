@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from conftest import tiny_run_args
 
 from sd_course.cli import main as cli_main
@@ -149,6 +150,8 @@ def test_the_epoch_ladder_goes_from_compare_into_the_card_and_back(trained_run, 
     assert own["fid_mnist_classifier"] == results[0]["fid_mnist_classifier"] and own["epoch"] == 1
     assert own["reference"] == compared["reference"] and own["floor"] == floor
     assert f"against 100 images of `builtin:mnist-2k:train`" in text  # the ladder's own provenance
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert f", sampled on `{device}`) against 100 images" in text and {r["device"] for r in results} == {device}
     assert f"**{times:.2f}x** the floor" in text and "| metric | value | real-data floor |" in text
 
     again = tmp_path / "again"
