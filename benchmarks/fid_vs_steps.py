@@ -9,7 +9,7 @@ solver of the same ODE; up to 100 calls), and scored with the shipped classifier
 
 One call is the *one-step denoise*: from pure noise x_T the network's best single guess of x_0 is the conditional
 mean E[x_0 | x_T], which for pure noise is close to the average digit, a blur: the Part 1 lesson (an MSE-trained
-inverse of a many-to-one map predicts an average; sd_course/inversion.py). Each further step asks a much easier
+inverse of a many-to-one map predicts an average; sd_course/inversion/arcsin.py). Each further step asks a much easier
 question (undo a little noise), so the averages sharpen into one digit. Also draws ``--output`` (a row of samples
 per step count, same seeds) and writes every number to ``--output_json``. Results: benchmarks/README.md section 11.
 """
@@ -21,9 +21,8 @@ import json
 import time
 from pathlib import Path
 
-from sd_course.evaluation import load_feature_extractor, prepare_reference, score_images
-from sd_course.metrics import FEATURE_NAME
-from sd_course.pipeline import generate, load_pipeline
+from sd_course.evaluate.metrics import FEATURE_NAME, load_feature_extractor, prepare_reference, score_images
+from sd_course.pixel.pipeline import generate, load_pipeline
 
 FID, PRECISION, RECALL = (f"{m}_{FEATURE_NAME}" for m in ("fid", "precision", "recall"))
 MAX_STEPS = {"ddim": 1000, "dpm++": 100}  # DPM-Solver++ converges by 25-50 calls: 1000 would only cost time
@@ -86,7 +85,7 @@ def plot(pictures: dict, path: Path) -> None:
     """One row per step count: the same 8 starting noises, denoised in that many DDIM calls."""
     from matplotlib.figure import Figure
 
-    from sd_course.viz import image_grid
+    from sd_course.core.images import image_grid
 
     fig = Figure(figsize=(7, 0.95 * len(pictures)))
     for ax, (steps, images) in zip(fig.subplots(len(pictures), 1), pictures.items()):

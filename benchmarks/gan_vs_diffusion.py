@@ -3,10 +3,10 @@
     python benchmarks/gan_vs_diffusion.py --dataset_name ../shared/data/mnist                     # ~20 min
     python benchmarks/gan_vs_diffusion.py --dataset_name ../shared/data/mnist --minutes 1 --gan_seeds 0 --diffusion_seeds 0
 
-Two models of about a million parameters, trained by the same loop (sd_course/training.py) on all 60,000 MNIST
+Two models of about a million parameters, trained by the same loop (sd_course/train/loop.py) on all 60,000 MNIST
 training digits for the same minutes of training on this machine:
 
-* the DCGAN of sd_course/gan.py (generator 0.90M + discriminator 0.14M parameters; DCGAN's Adam settings);
+* the DCGAN of sd_course/gan/dcgan.py (generator 0.90M + discriminator 0.14M parameters; DCGAN's Adam settings);
 * a diffusion U-Net, ``mnist-narrow`` (0.99M parameters), with the best recipe of benchmarks/recipe_sweep.py at
   the time of writing (``cosine-v``: squaredcos_cap_v2 schedule, v-prediction, lr 1e-3, bf16, EMA).
 
@@ -32,14 +32,13 @@ from pathlib import Path
 import recipe_sweep
 import torch
 
-from sd_course.diffusion import DiffusionConfig
-from sd_course.evaluation import load_feature_extractor, prepare_reference, score_images
-from sd_course.gan import GAN, GANConfig, generate, load_generator
-from sd_course.metrics import FEATURE_NAME
-from sd_course.models import count_parameters
-from sd_course.pipeline import generate as sample_pipeline
-from sd_course.pipeline import load_pipeline
-from sd_course.training import train
+from sd_course.core.models import count_parameters
+from sd_course.evaluate.metrics import FEATURE_NAME, load_feature_extractor, prepare_reference, score_images
+from sd_course.gan.dcgan import GAN, GANConfig, generate, load_generator
+from sd_course.pixel.diffusion import DiffusionConfig
+from sd_course.pixel.pipeline import generate as sample_pipeline
+from sd_course.pixel.pipeline import load_pipeline
+from sd_course.train.loop import train
 
 METRICS = {name: f"{name}_{FEATURE_NAME}" for name in ("fid", "precision", "recall", "classes_covered")}
 METRICS["kid"] = f"kid_{FEATURE_NAME}_mean"
@@ -146,7 +145,7 @@ def main(argv=None):
 def plot(pictures: dict, path: Path) -> None:
     from matplotlib.figure import Figure
 
-    from sd_course.viz import image_grid
+    from sd_course.core.images import image_grid
 
     fig = Figure(figsize=(2.4 * len(pictures), 2.8))
     axes = fig.subplots(1, len(pictures), squeeze=False)[0]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from sd_course import evaluation, metrics
+from sd_course.evaluate import evaluation, metrics
 
 
 def plot(rows: list[dict], path: str) -> None:

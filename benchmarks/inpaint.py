@@ -5,11 +5,11 @@ classifier whether it still reads the original digit.
     python benchmarks/inpaint.py --num_images 50 --num_inference_steps 25 --figure ""   # a quick look
     python benchmarks/inpaint.py --scheduler ddim --resample 2           # other settings, same protocol
 
-Three versions of the same N digits go through the classifier (``sd_course/classifier.py``, 99.40% on MNIST test):
+Three versions of the same N digits go through the classifier (``sd_course/evaluate/classifier.py``, 99.40% on MNIST test):
 
 * ``original``: the digits as they are (the classifier's own ceiling on these N);
 * ``lower half blank``: the lower 14 rows set to black (background), the rest untouched: what is left to read;
-* ``lower half inpainted``: the lower half filled by the model (``sd_course.pipeline.inpaint``, RePaint), one fill
+* ``lower half inpainted``: the lower half filled by the model (``sd_course.pixel.inpaint.inpaint``, RePaint), one fill
   per digit and seed; the upper half is kept exactly.
 
 It prints the share read as the true label for each (with its binomial standard error), and, for the fills, how
@@ -52,9 +52,10 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from sd_course.classifier import load_classifier, predict
-    from sd_course.data import load_images
-    from sd_course.pipeline import inpaint, load_pipeline
+    from sd_course.core.data import load_images
+    from sd_course.evaluate.classifier import load_classifier, predict
+    from sd_course.pixel.inpaint import inpaint
+    from sd_course.pixel.pipeline import load_pipeline
 
     reference = args.reference or (f"{SHARED_TEST}:test" if (SHARED_TEST / "test.parquet").is_file()
                                    else "builtin:mnist-2k:train")
@@ -89,7 +90,7 @@ def main(argv=None):
         results[name] = dict(accuracy=acc, accuracy_se=se, agrees_with_original=same)
         print(f"| {name:<22} | {f'{acc:.1%} +- {se:.1%}':>22} | {same:>32.1%} |")
     if args.figure:
-        from sd_course.viz import _save_figure, inpaint_figure
+        from sd_course.core.plots import _save_figure, inpaint_figure
 
         k = min(6, n)
         fills = [filled[:k]] + [inpaint(pipe, images[:k], mask, args.num_inference_steps, seed=args.seed + s,

@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from sd_course.models import build_conditional_unet, build_text_encoder, build_unet, count_parameters
-from sd_course.text_to_image import TextConditionedUNet
+from sd_course.core.models import build_conditional_unet, build_text_encoder, build_unet, count_parameters
+from sd_course.latent.text_to_image import TextConditionedUNet
 
 
 def step_timer(model, make_batch, forward, batch_size: int, bf16: bool):

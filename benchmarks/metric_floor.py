@@ -19,8 +19,8 @@ import argparse
 import json
 import time
 
-from sd_course import metrics
-from sd_course.data import load_images
+from sd_course.core.data import load_images
+from sd_course.evaluate import metrics
 
 SHORT = {f"fid_{metrics.FEATURE_NAME}": "fid", f"kid_{metrics.FEATURE_NAME}_mean": "kid_mean",
          f"kid_{metrics.FEATURE_NAME}_std": "kid_std", f"precision_{metrics.FEATURE_NAME}": "precision",

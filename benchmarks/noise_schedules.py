@@ -33,10 +33,9 @@ from pathlib import Path
 import recipe_sweep
 from diffusers import DDPMScheduler
 
-from sd_course.evaluation import load_feature_extractor, prepare_reference, score_images
-from sd_course.metrics import FEATURE_NAME
-from sd_course.pipeline import UnconditionalImagePipeline, generate, load_pipeline
-from sd_course.schedulers import make_scheduler
+from sd_course.core.schedulers import make_scheduler
+from sd_course.evaluate.metrics import FEATURE_NAME, load_feature_extractor, prepare_reference, score_images
+from sd_course.pixel.pipeline import UnconditionalImagePipeline, generate, load_pipeline
 
 # the recipe of benchmarks/recipe_sweep.py that trains each schedule, by prediction type
 RECIPES = {"epsilon": {"linear": "fast", "scaled_linear": "scaled_linear", "squaredcos_cap_v2": "cosine",
@@ -205,7 +204,7 @@ def plot_samples(pictures: dict, out: Path) -> None:
     """noise_schedules.png: 16 samples of each model side by side, the same starting noises."""
     from matplotlib.figure import Figure
 
-    from sd_course.viz import image_grid
+    from sd_course.core.images import image_grid
 
     fig = Figure(figsize=(2.6 * len(pictures), 3.0))
     for ax, (schedule, images) in zip(fig.subplots(1, len(pictures)), pictures.items()):

@@ -3,8 +3,8 @@
     python benchmarks/recipe_sweep.py --dataset_name ../shared/data/mnist            # the sweep of benchmarks/README.md
     python benchmarks/recipe_sweep.py --recipes fast,cosine --max_train_samples 4000 --epochs 1   # a quick look
 
-Every recipe trains a U-Net with ``sd_course.training.train`` on the first ``--max_train_samples`` training images
-for ``--epochs`` epochs, and is scored after every epoch with the metrics of ``sd_course.metrics`` (FID/KID,
+Every recipe trains a U-Net with ``sd_course.train.loop.train`` on the first ``--max_train_samples`` training images
+for ``--epochs`` epochs, and is scored after every epoch with the metrics of ``sd_course.evaluate.metrics`` (FID/KID,
 precision/recall and class coverage on the shipped MNIST classifier's features, ``--eval_samples`` samples drawn
 with DPM-Solver++ in ``--eval_steps`` steps, always from the same seeds) against the test split. The clock is the
 training loop's own (``train_seconds`` in the logs: optimisation steps only, not sampling or scoring), on this
@@ -17,7 +17,7 @@ The recipes (``RECIPES`` below) change one thing at a time:
 * ``fast``: the 5-epoch model first shipped: batch 64, lr 1e-3 with 100 warm-up steps, bf16, EMA up to 0.999,
   the ``linear`` beta schedule of Ho et al. 2020.
 * ``cosine``: ``fast`` with the ``squaredcos_cap_v2`` schedule (Nichol & Dhariwal 2021).
-* ``cosine-small`` / ``cosine-narrow``: the ``mnist-small`` / ``mnist-narrow`` U-Nets of ``sd_course/models.py``.
+* ``cosine-small`` / ``cosine-narrow``: the ``mnist-small`` / ``mnist-narrow`` U-Nets of ``sd_course/core/models.py``.
 * ``cosine-v``: v-prediction (Salimans & Ho 2022), and from it, one change each: ``cosine-v-small`` (the
   ``mnist-small`` U-Net), ``cosine-v-snr5`` (min-SNR-5 loss weights, Hang et al. 2023), ``cosine-v-b128`` (batch
   128, lr scaled by sqrt(2)), ``cosine-v-ema9999`` (EMA up to 0.9999).
@@ -39,9 +39,9 @@ from pathlib import Path
 
 import torch
 
-from sd_course import evaluation, metrics
-from sd_course.diffusion import DiffusionConfig as TrainConfig
-from sd_course.training import train
+from sd_course.evaluate import evaluation, metrics
+from sd_course.pixel.diffusion import DiffusionConfig as TrainConfig
+from sd_course.train.loop import train
 
 FAST = dict(train_batch_size=64, learning_rate=1e-3, lr_warmup_steps=100, mixed_precision="bf16", ema_max_decay=0.999)
 COSINE = dict(FAST, ddpm_beta_schedule="squaredcos_cap_v2")

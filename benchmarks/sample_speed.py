@@ -17,10 +17,10 @@ import time
 
 import torch
 
-from sd_course.errors import InputError
-from sd_course.models import build_unet, count_parameters
-from sd_course.pipeline import UnconditionalImagePipeline, generate, load_pipeline
-from sd_course.schedulers import SCHEDULERS, default_num_inference_steps, make_scheduler
+from sd_course.core.errors import InputError
+from sd_course.core.models import build_unet, count_parameters
+from sd_course.core.schedulers import SCHEDULERS, default_num_inference_steps, make_scheduler
+from sd_course.pixel.pipeline import UnconditionalImagePipeline, generate, load_pipeline
 
 
 def parse_args(argv=None):

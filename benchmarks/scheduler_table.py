@@ -10,7 +10,7 @@ on one model: FID, precision, recall, class balance and images/s, from the same 
         '{"thresholding": true}' '{"use_lu_lambdas": true}' '{"algorithm_type": "sde-dpmsolver++"}' \
         --reference ../shared/data/mnist:test --num_samples 1000     # which DPM-Solver++ settings matter (section 12)
 
-Every scheduler gets the model's own noise schedule and prediction type (``sd_course.schedulers.make_scheduler``)
+Every scheduler gets the model's own noise schedule and prediction type (``sd_course.core.schedulers.make_scheduler``)
 and its usual step count (``default_num_inference_steps``: 1000 for DDPM, 50 for DDIM and the Euler family, 25
 for the multistep solvers). Second-order schedulers (Heun, KDPM2, DPM++ SDE) call the network twice per step, so the
 table counts *model calls*, which is what sampling costs: images/s is measured on this machine, one scheduler at a
@@ -26,11 +26,10 @@ from pathlib import Path
 
 import torch
 
-from sd_course.evaluation import load_feature_extractor, prepare_reference, score_images
-from sd_course.metrics import FEATURE_NAME
-from sd_course.model_card import scheduler_table_lines
-from sd_course.pipeline import generate, load_pipeline
-from sd_course.schedulers import SCHEDULERS, check_scheduler_settings, default_num_inference_steps
+from sd_course.core.schedulers import SCHEDULERS, check_scheduler_settings, default_num_inference_steps
+from sd_course.evaluate.metrics import FEATURE_NAME, load_feature_extractor, prepare_reference, score_images
+from sd_course.pixel.pipeline import generate, load_pipeline
+from sd_course.publish.cards import scheduler_table_lines
 
 
 def count_calls(unet) -> list[int]:

@@ -4,7 +4,7 @@
     python benchmarks/train_throughput.py --steps 100 --precisions bf16 --skip_baseline
     python benchmarks/train_throughput.py --skip_baseline --precisions bf16 --variants plain,channels_last,compile,threads1
 
-* **ours**: ``sd_course.training.train`` itself (images decoded once into a uint8 tensor, accelerate, EMA,
+* **ours**: ``sd_course.train.loop.train`` itself (images decoded once into a uint8 tensor, accelerate, EMA,
   logging), with snapshots and sample grids off, on the 2,000 MNIST digits shipped with the package.
 * **baseline**: the inner loop of diffusers' ``examples/unconditional_image_generation/train_unconditional.py``:
   a ``datasets`` transform that turns every PIL image into a tensor at every step, fp32, an EMA update every step,
@@ -27,10 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sd_course.data import BUILTIN_DATASETS
-from sd_course.models import build_unet, count_parameters
-from sd_course.diffusion import DiffusionConfig as TrainConfig
-from sd_course.training import train
+from sd_course.core.data import BUILTIN_DATASETS
+from sd_course.core.models import build_unet, count_parameters
+from sd_course.pixel.diffusion import DiffusionConfig as TrainConfig
+from sd_course.train.loop import train
 
 
 def measure_ours(precision: str, steps: int, batch_size: int, preset: str) -> dict:

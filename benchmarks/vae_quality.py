@@ -20,11 +20,11 @@ import time
 
 import torch
 
-from sd_course import metrics
-from sd_course.autoencoder import decode, encode, load_vae, prepare_images
-from sd_course.classifier import accuracy
-from sd_course.data import load_images, to_uint8
-from sd_course.latents import latent_statistics, reconstruct, reconstruction_metrics
+from sd_course.core.data import load_images, to_uint8
+from sd_course.evaluate import metrics
+from sd_course.evaluate.classifier import accuracy
+from sd_course.latent.autoencoder import decode, encode, load_vae, prepare_images
+from sd_course.latent.latent_space import latent_statistics, reconstruct, reconstruction_metrics
 
 
 def main(argv=None):
@@ -34,7 +34,7 @@ def main(argv=None):
     p.add_argument("--num_images", type=int, default=10000)
     p.add_argument("--output_json", default=None)
     args = p.parse_args(argv)
-    from sd_course.text_to_image import default_vae_path
+    from sd_course.latent.text_to_image import default_vae_path
 
     vae = load_vae(args.vae or default_vae_path())
     test, labels = load_images(f"{args.dataset_name}:test", num_images=args.num_images)

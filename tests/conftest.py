@@ -23,8 +23,8 @@ def mnist_dir() -> Path:
     return SHARED_MNIST
 
 
-def tiny_run_args(output_dir, **overrides) -> list[str]:
-    """Flags of a tiny, fast training run (tiny U-Net, 16x16, few steps) on the digits shipped with the package."""
+def tiny_run_values(output_dir, **overrides) -> dict:
+    """The flags of a tiny, fast training run (tiny U-Net, 16x16, few steps) on the package's digits, as a dict."""
     values = dict(
         model_config_name_or_path="tiny", resolution=16, max_train_samples=64, train_batch_size=16,
         max_train_steps=6, ddpm_num_steps=100, ddpm_num_inference_steps=2, eval_batch_size=4,
@@ -32,7 +32,12 @@ def tiny_run_args(output_dir, **overrides) -> list[str]:
         logger="none", output_dir=str(output_dir),
     )
     values.update(overrides)
-    return as_flags(values)
+    return values
+
+
+def tiny_run_args(output_dir, **overrides) -> list[str]:
+    """:func:`tiny_run_values` as command-line flags."""
+    return as_flags(tiny_run_values(output_dir, **overrides))
 
 
 def as_flags(values: dict) -> list[str]:

@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, as_flags, run_python
 from safetensors.torch import load_file
 
-from conftest import REPO, as_flags, run_python
-from sd_course.autoencoder import (
+from sd_course.app.launch import main
+from sd_course.core.errors import InputError
+from sd_course.core.models import build_unet, build_vae
+from sd_course.latent.autoencoder import (
+    Autoencoder,
     VAEConfig,
     compute_scaling_factor,
     decode,
@@ -19,9 +23,8 @@ from sd_course.autoencoder import (
     load_vae,
     prepare_images,
 )
-from sd_course.errors import InputError
-from sd_course.models import build_unet, build_vae
-from sd_course.training import main, parse_args, train
+from sd_course.train.config import parse_args
+from sd_course.train.loop import train
 
 ENTRY = str(REPO / "training" / "train_vae.py")
 
@@ -36,7 +39,7 @@ def vae_args(output_dir, **overrides) -> list[str]:
 
 
 def train_vae(argv):
-    from sd_course.autoencoder import Autoencoder
+    from sd_course.latent.autoencoder import Autoencoder
 
     return main(argv, objective_class=Autoencoder)
 
@@ -75,7 +78,7 @@ def test_trains_saves_and_loads_with_plain_diffusers(trained_vae):
 
 
 def test_scaling_factor_gives_unit_variance_latents(trained_vae):
-    from sd_course.data import load_images
+    from sd_course.core.data import load_images
 
     vae = load_vae(trained_vae)
     images, _ = load_images("builtin:mnist-2k:train", resolution=16, num_images=64, show_progress=False)
@@ -95,21 +98,6 @@ def test_digit_preset_makes_4x8x8_latents_of_32x32_digits():
     assert tuple(z.shape) == (1, 4, 8, 8) and latent_shape(vae, 32) == (4, 8, 8)
     x = prepare_images(torch.zeros(3, 1, 28, 28, dtype=torch.uint8), vae)  # 28x28 digits are padded to 32x32
     assert x.shape == (3, 1, 32, 32) and float(x[0, 0, 0, 0]) == -1.0
-
-
-def test_killed_and_resumed_run_ends_with_the_same_weights(tmp_path):
-    flags = dict(max_train_steps=6, checkpointing_steps=2, use_ema=True, ema_max_decay=0.9,
-                 gradient_accumulation_steps=2, max_train_samples=48)
-    train_vae(vae_args(tmp_path / "straight", **flags))
-    killed = tmp_path / "killed"
-    result = run_python([ENTRY, *vae_args(killed, **flags)], env={"SD_COURSE_FAULT": "step:3"})
-    assert result.returncode == -9, result.stderr[-2000:]
-    assert not (killed / "config.json").exists()
-    train_vae(vae_args(killed, **flags, resume_from_checkpoint="latest"))
-    a, b = weights(tmp_path / "straight"), weights(killed)
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    config_a, config_b = (json.loads((p / "config.json").read_text()) for p in (tmp_path / "straight", killed))
-    assert config_a["scaling_factor"] == config_b["scaling_factor"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -143,9 +131,9 @@ def test_folders_that_are_not_a_vae(tmp_path, trained_vae):
 
 def test_bad_training_values(tmp_path):
     with pytest.raises(InputError, match="--kl_weight"):
-        train(parse_args(vae_args(tmp_path / "a", kl_weight=-1), VAEConfig))
+        cfg = parse_args(vae_args(tmp_path / "a", kl_weight=-1), VAEConfig)
+        train(cfg, Autoencoder(cfg))
     with pytest.raises(InputError, match="multiple of the VAE's down-sampling factor"):
-        from sd_course.autoencoder import Autoencoder
 
         cfg = parse_args(vae_args(tmp_path / "b", resolution=15), VAEConfig)
         train(cfg, Autoencoder(cfg))

@@ -1,4 +1,4 @@
-"""Tests of sd_course/classifier.py: the shipped weights (size, card, accuracy), input checks, seeded training.
+"""Tests of sd_course/evaluate/classifier.py: the shipped weights (size, card, accuracy), input checks, seeded training.
 
     python -m pytest tests/test_classifier.py -q
 """
@@ -10,10 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from sd_course.classifier import (DEFAULT_CLASSIFIER_DIR, accuracy, build_classifier, check_images, load_classifier,
-                                  predict, sha256_of, train_classifier)
-from sd_course.data import load_images
-from sd_course.errors import InputError
+from sd_course.core.data import load_images
+from sd_course.core.errors import InputError
+from sd_course.evaluate.classifier import (
+    DEFAULT_CLASSIFIER_DIR,
+    accuracy,
+    build_classifier,
+    check_images,
+    load_classifier,
+    predict,
+    sha256_of,
+    train_classifier,
+)
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 

@@ -1,4 +1,4 @@
-"""sd_course/course.py: the questions index agrees with the code, the handout has no answers and still installs, the
+"""sd_course/app/course.py: the questions index agrees with the code, the handout has no answers and still installs, the
 derivations build into a Word document with real equations, and docs/lab.md's quick commands run as written."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sd_course import course
-from sd_course.errors import InputError
+from sd_course.app import course
+from sd_course.core.errors import InputError
 from tests.conftest import REPO
 
 BLOCKS = textwrap.dedent('''\
@@ -147,7 +147,7 @@ def test_handout_keeps_every_question_and_no_answer(handout):
     assert all(q.answer == "(your answer here)" for q in in_handout)
     assert not (out / "docs" / "derivations.md").exists() and not (out / "pipelines").exists()
     # code that writes answers (Part 1's report.md) is replaced too, and the handout's file still compiles
-    report = (out / "sd_course" / "inversion.py").read_text()
+    report = (out / "sd_course" / "inversion" / "arcsin.py").read_text()
     assert "is the function a diffusion model inverts" not in report and "Your answers to the four" in report
     compile(report, "inversion.py", "exec")
     assert (out / "docs" / "questions.md").read_text() == (REPO / "docs" / "questions.md").read_text()
@@ -160,7 +160,7 @@ def test_handout_installs_imports_and_runs_its_cli(handout, tmp_path):
                           "--target", str(target), str(out)], capture_output=True, text=True, timeout=300)
     assert pip.returncode == 0, pip.stderr[-2000:]
     env = {**os.environ, "PYTHONPATH": str(target)}
-    code = "import sd_course, sd_course.pipeline, sd_course.course; print(sd_course.__file__)"
+    code = "import sd_course, sd_course.pixel.pipeline, sd_course.app.course; print(sd_course.__file__)"
     imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path,
                               timeout=300)
     assert imported.returncode == 0, imported.stderr[-2000:]

@@ -8,8 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from sd_course.data import load_images, load_train_dataset, parse_dataset_spec, random_flip, to_model_range, to_uint8
-from sd_course.errors import InputError
+from sd_course.core.data import (
+    load_images,
+    load_train_dataset,
+    parse_dataset_spec,
+    random_flip,
+    to_model_range,
+    to_uint8,
+)
+from sd_course.core.errors import InputError
 
 
 def test_builtin_subset_is_real_labelled_mnist():
@@ -108,7 +115,7 @@ def test_in_memory_batches_are_fetched_whole_and_equal_to_item_by_item_collation
     """The training loop's DataLoader asks InMemoryImageDataset for a whole batch (``__getitems__``) and takes it as
     stacked (``collate``); that must give exactly what collating ``dataset[i]`` one by one gives, and a DataLoader
     built without our collate_fn must still work."""
-    from sd_course.data import InMemoryImageDataset
+    from sd_course.core.data import InMemoryImageDataset
 
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (37, 1, 28, 28), dtype=torch.uint8, generator=g)

@@ -1,4 +1,4 @@
-"""The Gradio demo (sd_course/demo.py): its functions, its Space layout, and the page itself in a real browser.
+"""The Gradio demo (sd_course/app/demo.py): its functions, its Space layout, and the page itself in a real browser.
 
 The browser test starts `sd-course demo` on 127.0.0.1 in a subprocess (as a user would) and drives Debian's
 Chromium (/usr/bin/chromium, `apt-get install chromium`) with Playwright for Python; Playwright's own browser
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from sd_course.errors import InputError
+from sd_course.core.errors import InputError
 
 CHROMIUM = os.environ.get("SD_COURSE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -44,7 +44,7 @@ def tiny_sd(tmp_path_factory) -> Path:
 
 
 def test_demo_functions_and_their_errors(tiny_sd, tmp_path):
-    from sd_course import demo
+    from sd_course.app import demo
 
     store = demo.ModelStore(["analytic:mnist", str(tiny_sd)])
     assert store.kinds == {"analytic:mnist (exact denoiser)": "pixel", "tiny-sd": "text"}
@@ -77,7 +77,7 @@ def test_demo_functions_and_their_errors(tiny_sd, tmp_path):
 
 def test_write_space_runs_as_is(tmp_path):
     """The Space folder imports its own copy of sd_course and builds the demo from its own models/ (no checkout)."""
-    from sd_course.cli import main
+    from sd_course.app.cli import main
 
     space = tmp_path / "space"
     assert main(["demo", "--write_space", str(space), "--model", "analytic:mnist"]) == 0
@@ -86,7 +86,7 @@ def test_write_space_runs_as_is(tmp_path):
     assert f"sdk_version: {gradio.__version__}" in readme
     requirements = (space / "requirements.txt").read_text().split()
     assert f"gradio=={gradio.__version__}" in requirements and any(r.startswith("diffusers") for r in requirements)
-    assert (space / "sd_course" / "demo.py").is_file() and not list(space.rglob("__pycache__"))
+    assert (space / "sd_course" / "app" / "demo.py").is_file() and not list(space.rglob("__pycache__"))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     check = subprocess.run([sys.executable, "-c", "import app, sd_course; print(sd_course.__file__); "
                             "print(type(app.demo).__name__)"], cwd=space, env=env, capture_output=True, text=True,
@@ -122,7 +122,7 @@ def demo_server(tiny_sd, tmp_path_factory):
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "NO_PROXY": "127.0.0.1",
            "no_proxy": "127.0.0.1"}
     with open(log, "w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "sd_course.cli", "demo", "--model", str(SHIPPED),
+        process = subprocess.Popen([sys.executable, "-m", "sd_course.app.cli", "demo", "--model", str(SHIPPED),
                                     "--model", str(tiny_sd), "--host", "127.0.0.1", "--port", str(port)],
                                    stdout=out, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
     url = f"http://127.0.0.1:{port}/"

@@ -1,4 +1,4 @@
-"""sd_course.hub and `sd-course push`, against a stand-in for the Hugging Face Hub on 127.0.0.1.
+"""sd_course.publish.hub and `sd-course push`, against a stand-in for the Hugging Face Hub on 127.0.0.1.
 
 The stand-in (:class:`FakeHub`, a stdlib HTTP server in a thread of the test process) implements the endpoints
 that huggingface_hub really calls, as read in its source: ``GET /api/whoami-v2``, ``POST /api/repos/create``,
@@ -30,8 +30,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from conftest import REPO
 
-from sd_course import hub
-from sd_course.errors import InputError
+from sd_course.core.errors import InputError
+from sd_course.publish import cards, hub
 
 TOKENS = {"hf_alice_write_0123456789": "alice", "hf_bob_write_9876543210": "bob"}
 ALICE, BOB = "hf_alice_write_0123456789", "hf_bob_write_9876543210"
@@ -237,7 +237,7 @@ def fake_hub():
 def tiny_ddpm(folder: Path) -> Path:
     from diffusers import DDPMPipeline, DDPMScheduler
 
-    from sd_course.models import build_unet
+    from sd_course.core.models import build_unet
 
     unet = build_unet("tiny", resolution=16, channels=1)
     DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=100)).save_pretrained(folder)
@@ -272,7 +272,7 @@ def run(args: list[str], env: dict, timeout: int = 300) -> subprocess.CompletedP
 
 
 def push(folder: Path, repo_id: str, env: dict, *extra: str) -> subprocess.CompletedProcess:
-    return run(["-m", "sd_course.cli", "push", str(folder), "--repo_id", repo_id, *extra], env)
+    return run(["-m", "sd_course.app.cli", "push", str(folder), "--repo_id", repo_id, *extra], env)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -330,12 +330,12 @@ def hub_here(fake_hub, monkeypatch, tmp_path):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_TOKEN", ALICE)
     monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    monkeypatch.setattr(hub, "CARD_GRID", (4, "dpm++", 3))  # a smaller grid for the card: these tests are on errors
+    monkeypatch.setattr(cards, "CARD_GRID", (4, "dpm++", 3))  # a smaller grid for the card: these tests are on errors
     return fake_hub
 
 
 def push_here(folder: Path, repo_id: str, capsys, *extra: str) -> tuple[int, str]:
-    from sd_course.cli import main
+    from sd_course.app.cli import main
 
     rc = main(["push", str(folder), "--repo_id", repo_id, *extra])
     out, err = capsys.readouterr()
@@ -450,7 +450,7 @@ def test_card_for_an_autoencoder_folder(tmp_path):
     loaded = hub.load_folder(folder)
     staging = tmp_path / "staging"
     staging.mkdir()
-    card = hub.render_card(folder, loaded, staging, "alice/vae")
+    card = cards.card_for_folder(folder, loaded, staging, "alice/vae")
     text = (staging / "README.md").read_text()
     assert card.data.library_name == "diffusers" and "vae" in card.data.tags
     assert "from diffusers import AutoencoderKL" in text and 'AutoencoderKL.from_pretrained("alice/vae")' in text
@@ -463,7 +463,7 @@ def test_card_for_a_text_to_image_folder(tmp_path):
     folder = tiny_stable_diffusion(tmp_path / "tiny-sd")
     staging = tmp_path / "staging"
     staging.mkdir()
-    card = hub.render_card(folder, hub.load_folder(folder), staging, "alice/tiny-sd")
+    card = cards.card_for_folder(folder, hub.load_folder(folder), staging, "alice/tiny-sd")
     text = (staging / "README.md").read_text()
     assert card.data.pipeline_tag == "text-to-image" and card.data.library_name == "diffusers"
     assert "stable-diffusion-diffusers" in card.data.tags

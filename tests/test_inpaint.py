@@ -1,4 +1,4 @@
-"""Inpainting (sd_course.pipeline.inpaint, `sd-course inpaint`), proven on exact analytic denoisers: the known pixels
+"""Inpainting (sd_course.pixel.inpaint.inpaint, `sd-course inpaint`), proven on exact analytic denoisers: the known pixels
 come back exactly, the hole is filled, and the fill agrees with the known part where the data say it must."""
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from sd_course.cli import main
-from sd_course.data import to_uint8
-from sd_course.errors import InputError
-from sd_course.pipeline import inpaint, load_inpaint_inputs, load_pipeline
+from sd_course.app.cli import main
+from sd_course.core.data import to_uint8
+from sd_course.core.errors import InputError
+from sd_course.pixel.inpaint import inpaint, load_inpaint_inputs
+from sd_course.pixel.pipeline import load_pipeline
 
 
 def _half_mask(size: int) -> torch.Tensor:

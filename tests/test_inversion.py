@@ -1,4 +1,4 @@
-"""Tests for Part 1 (sd_course.inversion): real, tiny trainings; each assertion can fail.
+"""Tests for Part 1 (sd_course.inversion.arcsin): real, tiny trainings; each assertion can fail.
 
     python -m pytest tests/test_inversion.py -q
 """
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from sd_course import inversion as inv
-from sd_course.cli import main
-from sd_course.errors import InputError
+from sd_course.app.cli import main
+from sd_course.core.errors import InputError
+from sd_course.inversion import arcsin as inv
 
 # The number the docs state for the default 1-3-3-1 ReLU net: a seed that trains gets below this
 # (measured: ~6e-4 on seeds 0-3; seed 4 gets stuck at ~0.29).

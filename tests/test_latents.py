@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from sd_course.errors import InputError
-from sd_course.latents import ddim_generate, ddim_invert, slerp
-from sd_course.pipeline import load_pipeline
+from sd_course.core.errors import InputError
+from sd_course.latent.latent_space import ddim_generate, ddim_invert, slerp
+from sd_course.pixel.pipeline import load_pipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -46,8 +46,8 @@ def test_slerp_keeps_the_norm_of_gaussian_noise():
 
 
 def test_cli_latents_writes_the_figures_and_numbers(tmp_path, capsys):
-    from sd_course.cli import main as cli
-    from sd_course.models import build_vae
+    from sd_course.app.cli import main as cli
+    from sd_course.core.models import build_vae
 
     torch.manual_seed(0)
     vae = build_vae("mnist-vae")
@@ -65,11 +65,11 @@ def test_cli_latents_writes_the_figures_and_numbers(tmp_path, capsys):
 
 
 def test_cli_latents_bad_input(tmp_path, capsys):
-    from sd_course.cli import main as cli
+    from sd_course.app.cli import main as cli
 
     assert cli(["latents", "--vae", str(tmp_path), "--output_dir", str(tmp_path / "f")]) == 2
     assert "no config.json" in capsys.readouterr().err
     with pytest.raises(InputError, match="--num_eval must be positive"):
-        from sd_course.latents import write_latent_lesson
+        from sd_course.latent.latent_space import write_latent_lesson
 
         write_latent_lesson(str(tmp_path), "none", str(tmp_path / "f"), num_eval=0)

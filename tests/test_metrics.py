@@ -1,4 +1,4 @@
-"""Tests of sd_course/metrics.py and sd_course/evaluation.py: the math by hand, the metric on real digits, evaluate / compare / the evaluator.
+"""Tests of sd_course/evaluate/metrics.py and sd_course/evaluate/evaluation.py: the math by hand, the metric on real digits, evaluate / compare / the evaluator.
 
     python -m pytest tests/test_metrics.py -q -x
 
@@ -14,10 +14,16 @@ import pytest
 import torch
 from PIL import Image
 
-from sd_course import __version__, cli, evaluation, metrics
-from sd_course.classifier import DEFAULT_CLASSIFIER_DIR, load_classifier, sha256_of
-from sd_course.data import load_images
-from sd_course.errors import InputError
+from sd_course import __version__
+from sd_course.app import cli
+from sd_course.core.data import load_images
+from sd_course.core.errors import InputError
+from sd_course.evaluate import evaluation, metrics
+from sd_course.evaluate.classifier import (
+    DEFAULT_CLASSIFIER_DIR,
+    load_classifier,
+    sha256_of,
+)
 
 FID = f"fid_{metrics.FEATURE_NAME}"
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
@@ -185,7 +191,7 @@ def test_real_mnist_floor_is_small_and_noise_is_huge(classifier):
 def save_tiny_pipeline(path, seed=0):
     from diffusers import DDPMPipeline, DDPMScheduler
 
-    from sd_course.models import build_unet
+    from sd_course.core.models import build_unet
 
     torch.manual_seed(seed)
     DDPMPipeline(build_unet("tiny", resolution=28, channels=1), DDPMScheduler(num_train_timesteps=50)).save_pretrained(
@@ -234,7 +240,7 @@ def test_evaluate_samples_folder_scores_real_digits_close_to_reference(tmp_path,
 
 def test_evaluate_scores_the_real_data_floor_the_same_way_and_the_card_shows_it(tmp_path, capsys):
     """--floor: n real digits scored like the n samples, so a model is read as "k times the floor" at its own n."""
-    from sd_course.model_card import evaluation_markdown
+    from sd_course.publish.cards import evaluation_markdown
 
     noise_folder = write_pngs(metrics.pure_noise(100), tmp_path / "noise")
     out = tmp_path / "metrics.json"
@@ -368,7 +374,7 @@ def test_reuse_tells_apart_the_two_samplers_of_one_class(tmp_path, capsys):
     """`dpm++` and `dpm++-2m-sde` are both DPMSolverMultistepScheduler: rows record the --scheduler name, and a row
     is reused only for the same one. Rows written before the name was recorded give the class only, which meant
     `dpm++` (the shipped ladder's compare.json is such a file)."""
-    from sd_course.evaluation import same_sampler
+    from sd_course.evaluate.evaluation import same_sampler
 
     run = tmp_path / "run"
     save_tiny_pipeline(run / "epoch-0001", seed=1)

@@ -8,19 +8,21 @@ import pytest
 import torch
 from conftest import tiny_run_args
 
-from sd_course.cli import main as cli_main
-from sd_course.errors import InputError
+from sd_course.app.cli import main as cli_main
+from sd_course.core.errors import InputError
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A tiny 28x28 run (so that the MNIST metrics apply) with EMA, two epochs and their snapshots, its logs and a
     metrics JSON."""
-    from sd_course import evaluation, training
+    from sd_course.app.launch import main
+    from sd_course.evaluate import evaluation
+    from sd_course.pixel.diffusion import PixelDiffusion
 
     run = tmp_path_factory.mktemp("card") / "run"
-    training.main(tiny_run_args(run, resolution=28, max_train_samples=32, max_train_steps=4, use_ema=True,
-                                save_model_epochs=1))  # 2 steps per epoch: snapshots epoch-0001/, epoch-0002/
+    main(tiny_run_args(run, resolution=28, max_train_samples=32, max_train_steps=4, use_ema=True,
+                       save_model_epochs=1), objective_class=PixelDiffusion)  # 2 steps per epoch: snapshots epoch-0001/, epoch-0002/
     evaluation.evaluate(model=str(run), reference="builtin:mnist-2k:train", num_reference=200, num_samples=20,
                      scheduler="ddim", num_inference_steps=2, output_json=str(run / "metrics.json"),
                      show_progress=False, print_table=False)
@@ -80,7 +82,7 @@ def test_the_card_says_where_a_resumed_runs_wall_clock_starts(trained_run, tmp_p
 
 
 def test_export_refuses_bad_input_and_keeps_a_good_folder(trained_run, tmp_path):
-    from sd_course.model_card import export_pipeline
+    from sd_course.publish.export import export_pipeline
 
     out = export_pipeline(trained_run, tmp_path / "good", num_grid=2, scheduler="ddim", num_inference_steps=2,
                           show_progress=False)
@@ -106,7 +108,7 @@ def test_export_refuses_bad_input_and_keeps_a_good_folder(trained_run, tmp_path)
 def test_export_of_a_snapshot_reads_the_run_up_to_its_epoch(trained_run, tmp_path):
     from huggingface_hub import ModelCard
 
-    from sd_course.model_card import export_pipeline
+    from sd_course.publish.export import export_pipeline
 
     out = export_pipeline(trained_run / "epoch-0001", tmp_path / "epoch1", num_grid=2, scheduler="ddim",
                           num_inference_steps=2, show_progress=False)
@@ -215,7 +217,7 @@ def test_export_puts_the_scheduler_table_and_its_recommendation_into_the_card(tr
 def test_sampler_table_names_the_device_of_each_speed_when_devices_are_mixed():
     """benchmarks/scheduler_table.py --device records where each row sampled; a card merging rows measured on a GPU
     and on the CPU must not present their images/s as comparable."""
-    from sd_course.model_card import samplers_markdown
+    from sd_course.publish.cards import samplers_markdown
 
     def row(name, fid, images_per_s, device):
         return {"scheduler": name, "class": "X", "steps": 25, "model_calls": 25, "fid": fid, "precision": 0.8,

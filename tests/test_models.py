@@ -7,8 +7,14 @@ import json
 import pytest
 import torch
 
-from sd_course.errors import InputError
-from sd_course.models import PRESETS, build_unet, check_resolution, count_parameters, unet_config
+from sd_course.core.errors import InputError
+from sd_course.core.models import (
+    PRESETS,
+    build_unet,
+    check_resolution,
+    count_parameters,
+    unet_config,
+)
 
 
 def test_presets_sizes_and_shapes():

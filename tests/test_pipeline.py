@@ -1,7 +1,7 @@
 """Sampling: every scheduler against the exact denoiser, the stock DDPMPipeline's bugs, real saved folders, bad input.
 
 The correctness tests need no trained model: for data x_0 ~ N(mu, s^2 I) (or a mixture of two such Gaussians) the
-best possible denoiser is known in closed form (sd_course/analytic.py), so a right sampler must return samples whose
+best possible denoiser is known in closed form (sd_course/pixel/analytic.py), so a right sampler must return samples whose
 mean and std are mu and s, up to the sampler's own discretisation error. Tolerances (pixel values in [-1, 1]):
 
 * at the scheduler's usual step count (1000 DDPM, 50 DDIM/Euler/PNDM/LMS/EDM, 25 for the rest):
@@ -22,13 +22,19 @@ from contextlib import contextmanager
 import diffusers
 import pytest
 import torch
+from conftest import run_python
 from diffusers import DDPMPipeline, DDPMScheduler, HeunDiscreteScheduler
 
-from conftest import run_python
-from sd_course.analytic import GaussianMixtureDenoiser
-from sd_course.errors import InputError
-from sd_course.models import build_unet
-from sd_course.pipeline import (
+from sd_course.core.errors import InputError
+from sd_course.core.models import build_unet
+from sd_course.core.schedulers import (
+    SCHEDULERS,
+    check_scheduler_settings,
+    make_scheduler,
+    scheduler_info,
+)
+from sd_course.pixel.analytic import GaussianMixtureDenoiser
+from sd_course.pixel.pipeline import (
     UnconditionalImagePipeline,
     default_model_path,
     generate,
@@ -36,7 +42,6 @@ from sd_course.pipeline import (
     num_model_calls,
     record_trajectory,
 )
-from sd_course.schedulers import SCHEDULERS, check_scheduler_settings, make_scheduler, scheduler_info
 
 # diffusers' schedulers call numpy in ways numpy 2 deprecates; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -475,7 +480,7 @@ def test_unreachable_hub_id(monkeypatch):
 
 
 def test_default_model_path(monkeypatch, tmp_path, ddpm_folder):
-    import sd_course.pipeline as pipeline_module
+    import sd_course.pixel.pipeline as pipeline_module
 
     monkeypatch.delenv("SD_COURSE_PRETRAINED", raising=False)
     monkeypatch.setattr(pipeline_module, "SHIPPED_MODEL", "pipelines/no-such-model")
@@ -491,7 +496,7 @@ def test_default_model_path(monkeypatch, tmp_path, ddpm_folder):
 
 def test_trailing_spacing_is_inherited_except_by_the_samplers_it_breaks():
     """A pipeline saved with timestep_spacing="trailing" (as training saves it) passes it on to the samplers, except
-    Heun and KDPM2-ancestral, whose first step from sigma_T ~ 2e4 fails (sd_course/schedulers.py, LEADING_ONLY)."""
+    Heun and KDPM2-ancestral, whose first step from sigma_T ~ 2e4 fails (sd_course/core/schedulers.py, LEADING_ONLY)."""
     config = DDPMScheduler(beta_schedule="squaredcos_cap_v2", timestep_spacing="trailing").config
     for alias in ("dpm++", "euler", "ddim", "unipc"):
         scheduler = make_scheduler(alias, config)
@@ -521,9 +526,9 @@ def test_an_explicit_timestep_spacing_overrides_the_config_for_every_sampler(ddp
 
 
 def test_device_auto_is_the_gpu_when_there_is_one_and_bad_devices_are_named():
-    from sd_course.pipeline import resolve_device
+    from sd_course.core.device import resolve_device
 
-    assert resolve_device("auto").type == resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("auto").type == resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")
     assert resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(InputError, match="--device 'gpu0' is not a device torch knows"):
         resolve_device("gpu0")

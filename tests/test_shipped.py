@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from sd_course import shipped
-from sd_course.pipeline import default_model_path
+from sd_course.core import shipped
+from sd_course.pixel.pipeline import default_model_path
 
 SHIPPED = REPO / "pipelines" / "ddpm-mnist"
 needs_shipped_model = pytest.mark.skipif(not (SHIPPED / "model_index.json").is_file(),
@@ -94,7 +94,7 @@ def test_sample_without_model_from_an_installed_wheel(tmp_path):
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SD_COURSE_PRETRAINED")}
-    where = subprocess.run([str(python), "-c", "import sd_course, sd_course.pipeline as p; "
+    where = subprocess.run([str(python), "-c", "import sd_course, sd_course.pixel.pipeline as p; "
                             "print(sd_course.__file__); print(p.default_model_path())"],
                            capture_output=True, text=True, cwd=work, env=env, timeout=300)
     assert where.returncode == 0, where.stderr[-2000:]

@@ -10,14 +10,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, run_python, tiny_run_args
 from safetensors.torch import load_file
 
-from conftest import REPO, run_python, tiny_run_args
-from sd_course.diffusion import DiffusionConfig, training_target
-from sd_course.errors import InputError
-from sd_course.pipeline import load_pipeline
-from sd_course.training import main, train
-from sd_course.training import parse_args as parse_any_config
+from sd_course.app.launch import main as launch_main
+from sd_course.core.errors import InputError
+from sd_course.pixel.diffusion import DiffusionConfig, PixelDiffusion, training_target
+from sd_course.pixel.pipeline import load_pipeline
+from sd_course.train.config import parse_args as parse_any_config
+from sd_course.train.loop import train
+
+
+def main(argv):
+    """What `python training/train_unconditional.py ARGV` runs."""
+    return launch_main(argv, objective_class=PixelDiffusion)
 
 
 def parse_args(argv):
@@ -156,7 +162,7 @@ def test_yaml_config_gives_defaults_and_flags_override(tmp_path):
 
 
 def test_cli_train_is_the_same_loop(tmp_path):
-    from sd_course.cli import main as cli
+    from sd_course.app.cli import main as cli
 
     assert cli(["train", *tiny_run_args(tmp_path / "cli", max_train_steps=1)]) == 0
     assert (tmp_path / "cli" / "model_index.json").is_file()
@@ -169,7 +175,8 @@ def test_cli_train_is_the_same_loop(tmp_path):
 
 def expect_error(argv, *fragments):
     with pytest.raises(InputError) as info:
-        train(parse_args(argv))
+        cfg = parse_args(argv)
+        train(cfg, PixelDiffusion(cfg))
     for fragment in fragments:
         assert fragment in str(info.value), str(info.value)
     return str(info.value)
@@ -202,8 +209,14 @@ def test_kill_while_saving_the_pipeline_keeps_the_old_one(tmp_path):
 def test_interrupted_swap_is_finished_by_recovery(tmp_path):
     from diffusers import DDPMPipeline, DDPMScheduler
 
-    from sd_course.checkpoints import BACKUP, COMPLETE, STAGING, recover_pipeline, save_pipeline
-    from sd_course.models import build_unet
+    from sd_course.core.checkpoints import (
+        BACKUP,
+        COMPLETE,
+        STAGING,
+        recover_pipeline,
+        save_pipeline,
+    )
+    from sd_course.core.models import build_unet
 
     torch.manual_seed(0)
     old, new = (DDPMPipeline(unet=build_unet("tiny"), scheduler=DDPMScheduler(num_train_timesteps=10)) for _ in "ab")
@@ -250,7 +263,7 @@ def test_unknown_dataset_and_bad_values(tmp_path):
 
 
 def test_metrics_during_training_are_logged(tmp_path):
-    from sd_course.cli import main as cli
+    from sd_course.app.cli import main as cli
 
     out = tmp_path / "eval"
     assert cli(["train", *tiny_run_args(out, resolution=28, max_train_steps=4, eval_epochs=1, eval_samples=12,
@@ -265,12 +278,12 @@ def test_bf16_on_a_cpu_without_native_bf16_warns_and_names_the_fix(tmp_path, mon
     """bf16 autocast is ~3x slower than fp32 on a CPU that only emulates it (no AVX512-BF16 or AMX): say so."""
     from accelerate.state import AcceleratorState
 
-    from sd_course import training
+    from sd_course.train import loop as training
 
     monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: native)
     cfg = DiffusionConfig(mixed_precision="bf16", output_dir=str(tmp_path / "run"))
     try:
-        with caplog.at_level("WARNING", logger="sd_course.training"):
+        with caplog.at_level("WARNING", logger="sd_course.train.loop"):
             accelerator, _ = training.make_accelerator(cfg, tmp_path / "run")
         assert accelerator.mixed_precision == "bf16"  # a warning, not a refusal: the user may want bf16 anyway
     finally:

@@ -7,11 +7,12 @@ import torch
 from diffusers import DDPMPipeline, DDPMScheduler
 from PIL import Image
 
-from sd_course.cli import main
-from sd_course.errors import InputError
-from sd_course.models import build_unet
-from sd_course.schedulers import schedule_curves
-from sd_course import viz
+from sd_course.app import figures
+from sd_course.app.cli import main
+from sd_course.core import images as image_io
+from sd_course.core.errors import InputError
+from sd_course.core.models import build_unet
+from sd_course.core.schedulers import schedule_curves
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # numpy 2 notices from inside diffusers
 
@@ -36,19 +37,19 @@ def digits(n=5, channels=1, size=28):
 
 
 def test_upscale_uses_whole_factors():
-    assert viz.upscale(Image.new("L", (28, 28))).size == (112, 112)
-    assert viz.upscale(Image.new("L", (32, 32))).size == (128, 128)
-    assert viz.upscale(Image.new("L", (200, 200))).size == (200, 200)
+    assert image_io.upscale(Image.new("L", (28, 28))).size == (112, 112)
+    assert image_io.upscale(Image.new("L", (32, 32))).size == (128, 128)
+    assert image_io.upscale(Image.new("L", (200, 200))).size == (200, 200)
 
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_grid_of_small_images(channels):
     images = digits(5, channels)
-    grid = viz.image_grid(images)  # 5 images -> 3 columns x 2 rows, one empty cell
-    cell = 112 + 2 * viz.BORDER
+    grid = image_io.image_grid(images)  # 5 images -> 3 columns x 2 rows, one empty cell
+    cell = 112 + 2 * image_io.BORDER
     assert grid.size == (3 * cell, 2 * cell)
     # pixels survive exactly (nearest-neighbour upscaling): the centre of cell 0's first source pixel
-    first = torch.tensor(grid.getpixel((viz.BORDER + 1, viz.BORDER + 1)))
+    first = torch.tensor(grid.getpixel((image_io.BORDER + 1, image_io.BORDER + 1)))
     assert (first == images[0, :, 0, 0]).all() if channels == 3 else int(first[0]) == int(images[0, 0, 0, 0])
     assert grid.getpixel((2 * cell + cell // 2, cell + cell // 2)) == (0, 0, 0)  # the empty cell is black
 
@@ -56,12 +57,12 @@ def test_grid_of_small_images(channels):
 def test_floats_in_model_range_are_accepted():
     x = torch.full((2, 1, 8, 8), -1.0)
     x[1] = 1.0
-    pil = viz.to_pil_images(x)
+    pil = image_io.to_pil_images(x)
     assert pil[0].getpixel((0, 0)) == 0 and pil[1].getpixel((0, 0)) == 255
 
 
 def test_save_images_one_png_each(tmp_path):
-    paths = viz.save_images(digits(3), tmp_path / "out")
+    paths = image_io.save_images(digits(3), tmp_path / "out")
     assert [p.name for p in paths] == ["00000.png", "00001.png", "00002.png"]
     assert Image.open(paths[0]).size == (28, 28) and Image.open(paths[0]).mode == "L"
 
@@ -69,15 +70,15 @@ def test_save_images_one_png_each(tmp_path):
 def test_output_paths_are_checked_before_work(tmp_path):
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(InputError, match="cannot write"):
-        viz.check_output_file(tmp_path / "file.txt" / "grid.png")
+        image_io.check_output_file(tmp_path / "file.txt" / "grid.png")
     with pytest.raises(InputError, match="suffixes"):
-        viz.check_output_file(tmp_path / "grid")
+        image_io.check_output_file(tmp_path / "grid")
     (tmp_path / "dir.png").mkdir()
     with pytest.raises(InputError, match="is a folder"):
-        viz.check_output_file(tmp_path / "dir.png")
+        image_io.check_output_file(tmp_path / "dir.png")
     with pytest.raises(InputError, match="is a file, not a folder"):
-        viz.check_output_dir(tmp_path / "file.txt")
-    assert viz.check_output_file(tmp_path / "new" / "deep" / "grid.png").parent.is_dir()
+        image_io.check_output_dir(tmp_path / "file.txt")
+    assert image_io.check_output_file(tmp_path / "new" / "deep" / "grid.png").parent.is_dir()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -98,18 +99,18 @@ def test_schedule_curves_match_the_closed_form():
 
 
 def test_schedules_figure(tmp_path):
-    path = viz.write_schedules(tmp_path / "schedules.png")
+    path = figures.write_schedules(tmp_path / "schedules.png")
     image = Image.open(path)
     assert image.size == (1300, 420)
     with pytest.raises(InputError, match="unknown beta schedule"):
-        viz.write_schedules(tmp_path / "bad.png", "linear,nope")
+        figures.write_schedules(tmp_path / "bad.png", "linear,nope")
 
 
 def test_forward_figure_from_the_builtin_digits_and_from_a_file(tmp_path):
-    path = viz.write_forward(tmp_path / "forward.png", num_images=2, timesteps="0,500,999")
+    path = figures.write_forward(tmp_path / "forward.png", num_images=2, timesteps="0,500,999")
     assert Image.open(path).size[0] > Image.open(path).size[1]  # 3 columns, 2 rows
     Image.fromarray(digits(1, 3, 40)[0].permute(1, 2, 0).numpy()).save(tmp_path / "rgb.png")
-    path = viz.write_forward(tmp_path / "forward_rgb.png", image=str(tmp_path / "rgb.png"), timesteps="0,999",
+    path = figures.write_forward(tmp_path / "forward_rgb.png", image=str(tmp_path / "rgb.png"), timesteps="0,999",
                              beta_schedule="squaredcos_cap_v2")
     assert Image.open(path).size[0] > 0
 
@@ -128,12 +129,12 @@ def test_forward_noise_follows_the_schedule():
 @pytest.mark.parametrize("timesteps, message", [("0,1000", "outside 0..999"), ("a,b", "whole numbers"), ("", "empty")])
 def test_bad_timesteps(tmp_path, timesteps, message):
     with pytest.raises(InputError, match=message):
-        viz.write_forward(tmp_path / "f.png", timesteps=timesteps)
+        figures.write_forward(tmp_path / "f.png", timesteps=timesteps)
 
 
 def test_forward_bad_image(tmp_path):
     with pytest.raises(InputError, match="is not a file"):
-        viz.write_forward(tmp_path / "f.png", image=str(tmp_path / "nope.png"))
+        figures.write_forward(tmp_path / "f.png", image=str(tmp_path / "nope.png"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -142,7 +143,7 @@ def test_forward_bad_image(tmp_path):
 
 
 def test_trajectory_strip_and_gif(tmp_path):
-    written = viz.write_trajectory("analytic:gaussian", "heun", num_inference_steps=10, num_images=2,
+    written = figures.write_trajectory("analytic:gaussian", "heun", num_inference_steps=10, num_images=2,
                                    num_frames=4, output_dir=tmp_path, show_progress=False)
     strip = Image.open(written["png"])
     assert strip.size[0] > strip.size[1] * 0.9  # 5 columns (4 frames + output) x 4 rows
@@ -152,11 +153,11 @@ def test_trajectory_strip_and_gif(tmp_path):
 
 
 def test_trajectory_chosen_steps(tmp_path):
-    written = viz.write_trajectory("analytic:gaussian", "ddim", num_inference_steps=10, num_images=1, steps="0,5,-1",
+    written = figures.write_trajectory("analytic:gaussian", "ddim", num_inference_steps=10, num_images=1, steps="0,5,-1",
                                    output_dir=tmp_path, name="t", show_progress=False)
     assert written["png"].endswith("t.png") and written["gif"].endswith("t.gif")
     with pytest.raises(InputError, match="outside 0..9"):
-        viz.write_trajectory("analytic:gaussian", "ddim", num_inference_steps=10, num_images=1, steps="0,10",
+        figures.write_trajectory("analytic:gaussian", "ddim", num_inference_steps=10, num_images=1, steps="0,10",
                              output_dir=tmp_path, show_progress=False)
 
 
@@ -170,7 +171,7 @@ def test_cli_sample_grid_and_folder(ddpm_folder, tmp_path, capsys):
                "--num_images", "5", "--batch_size", "2", "--seed", "1", "--output", str(tmp_path / "grid.png"),
                "--output_dir", str(tmp_path / "each")])
     assert rc == 0
-    assert Image.open(tmp_path / "grid.png").size == (3 * (112 + 2 * viz.BORDER), 2 * (112 + 2 * viz.BORDER))
+    assert Image.open(tmp_path / "grid.png").size == (3 * (112 + 2 * image_io.BORDER), 2 * (112 + 2 * image_io.BORDER))
     assert len(list((tmp_path / "each").glob("*.png"))) == 5
     assert "wrote 5 images" in capsys.readouterr().out
 
@@ -203,12 +204,10 @@ def test_cli_sample_bad_input(ddpm_folder, tmp_path, capsys, args, message):
 @pytest.mark.parametrize("steps", ["0", "-3"])
 def test_cli_sample_rejects_a_bad_step_count_before_loading_the_model(steps, tmp_path, capsys, monkeypatch):
     """Issue 10: the count is checked first, like the scheduler name: no weights are read for a typo."""
-    import sd_course.pipeline
-
     def must_not_load(*args, **kwargs):
         raise AssertionError("the model was loaded before --num_inference_steps was checked")
 
-    monkeypatch.setattr(sd_course.pipeline, "load_pipeline", must_not_load)
+    monkeypatch.setattr(figures, "load_pipeline", must_not_load)
     for command in (["sample", "--output", str(tmp_path / "g.png")], ["trajectory", "--output_dir", str(tmp_path)]):
         rc = main([*command, "--model", "no/such-model", "--num_inference_steps", steps])
         err = capsys.readouterr().err

@@ -25,7 +25,12 @@ def tiny_clip_tokenizer(folder: Path):
 def tiny_stable_diffusion(folder: Path, seed: int = 0) -> Path:
     """A StableDiffusionPipeline folder: 16x16 RGB images, 4-channel 8x8 latents, a 2-layer CLIP text encoder."""
     import torch
-    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        DDPMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from sd_course import __version__
-from sd_course.classifier import accuracy, save_classifier, sha256_of, train_classifier
-from sd_course.data import load_images
+from sd_course.core.data import load_images
+from sd_course.evaluate.classifier import accuracy, save_classifier, sha256_of, train_classifier
 
 
 def parse_args(argv=None):
@@ -100,7 +100,7 @@ model-index:
 
 A small CNN (3 x conv-BN-ReLU-maxpool with 32/64/128 channels, then a {feature_dim}-d hidden layer and 10 logits;
 {num_params:,} parameters, {size_kb:.0f} KiB as fp32 safetensors). Its **penultimate {feature_dim}-d features** are
-the space in which `sd_course.metrics` computes `fid_mnist_classifier`, `kid_mnist_classifier`, precision and
+the space in which `sd_course.evaluate.metrics` computes `fid_mnist_classifier`, `kid_mnist_classifier`, precision and
 recall; its softmax gives the class histogram and mean confidence of generated digits. These numbers are **not**
 Inception FIDs and cannot be compared with FIDs published in papers.
 

@@ -8,11 +8,11 @@
 The flags are those of diffusers' examples/text_to_image/train_text_to_image.py where the concept is the same
 (--caption_column, --resolution, --train_batch_size, --use_ema, --snr_gamma, --noise_offset, --validation_prompts,
 --checkpointing_steps, --resume_from_checkpoint, --mixed_precision, --push_to_hub, ...). The objective lives in
-sd_course/text_to_image.py, the loop in sd_course/training.py.
+sd_course/latent/text_to_image.py, the loop in sd_course/train/loop.py.
 """
 
-from sd_course.text_to_image import TextToImage
-from sd_course.training import main
+from sd_course.app.launch import main
+from sd_course.latent.text_to_image import TextToImage
 
 if __name__ == "__main__":
     main(objective_class=TextToImage)

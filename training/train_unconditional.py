@@ -5,19 +5,13 @@
     python training/train_unconditional.py --max_train_steps 200 --output_dir runs/quick
     python training/train_unconditional.py --help
 
-All the logic lives in sd_course/training.py; this file only hands it the command line (as diffusers'
+The objective lives in sd_course/pixel/diffusion.py, the loop in sd_course/train/loop.py; this file only hands them the
+command line (as diffusers'
 examples/unconditional_image_generation/train_unconditional.py does for its own loop).
 """
 
-from sd_course.training import main
-
-
-def evaluator(cfg):
-    """Metrics during training (--eval_epochs K --eval_samples N): imported only when asked for."""
-    from sd_course.evaluation import training_evaluator
-
-    return training_evaluator(cfg)
-
+from sd_course.app.launch import main
+from sd_course.pixel.diffusion import PixelDiffusion
 
 if __name__ == "__main__":
-    main(evaluate_factory=evaluator)
+    main(objective_class=PixelDiffusion)

@@ -5,12 +5,12 @@
     python training/train_vae.py --max_train_steps 200 --output_dir runs/vae-quick    # the bundled 2,000 digits
     python training/train_vae.py --help
 
-The objective lives in sd_course/autoencoder.py, the loop (checkpoints, resume, EMA, logs) in sd_course/training.py.
+The objective lives in sd_course/latent/autoencoder.py, the loop (checkpoints, resume, EMA, logs) in sd_course/train/loop.py.
 Load the result with diffusers alone: ``AutoencoderKL.from_pretrained('runs/vae-mnist')``.
 """
 
-from sd_course.autoencoder import Autoencoder
-from sd_course.training import main
+from sd_course.app.launch import main
+from sd_course.latent.autoencoder import Autoencoder
 
 if __name__ == "__main__":
     main(objective_class=Autoencoder)

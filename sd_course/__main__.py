@@ -1,0 +1,7 @@
+"""``python -m sd_course ...`` is ``sd-course ...``."""
+
+import sys
+
+from sd_course.app.cli import main
+
+sys.exit(main())

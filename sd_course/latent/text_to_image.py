@@ -1,0 +1,326 @@
+"""Text-to-image: a mini Stable Diffusion trained from scratch, saved as a real ``StableDiffusionPipeline``.
+
+    accelerate launch --num_cpu_threads_per_process 2 training/train_text_to_image.py \\
+        --config training/configs/mini-sd-mnist.yaml --dataset_name ../shared/data/mnist --output_dir runs/mini-sd
+    sd-course sample --model pipelines/mini-sd-mnist --prompt "a handwritten seven" --guidance_scale 2 --output 7.png
+    python -c "from diffusers import StableDiffusionPipeline as P; P.from_pretrained('pipelines/mini-sd-mnist')('3')"
+
+Every part is a standard class, trained here, offline (Rombach et al. 2022, with CLIP's text tower):
+
+    vae           AutoencoderKL        sd_course/latent/autoencoder.py; frozen: the images are encoded once, then cached
+    tokenizer     CLIPTokenizer        byte-level BPE learnt here from the captions (vocab.json + merges.txt)
+    text_encoder  CLIPTextModel        a 4-layer transformer, trained jointly with the U-Net
+    unet          UNet2DConditionModel denoiser of 4x8x8 latents, reading the caption through cross-attention
+    scheduler     DDPMScheduler        the noise schedule (swap in any of the compatible samplers)
+
+One training step (the diffusion step of sd_course/pixel/diffusion.py, in latent space and with a caption):
+
+    z_0 = scaling_factor * (mu(x) + sigma(x) eps')      # a sample of the frozen VAE's q(z | x), scaled to unit variance
+    c   = caption(label), or "" with probability p      # --caption_dropout: the model also learns the unconditional score
+    z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps
+    loss = || eps - eps_theta(z_t, t, text_encoder(c)) ||^2
+
+Q: How does the U-Net function as a denoiser within the Stable Diffusion framework?
+A: Exactly as in pixel space (it predicts the noise in z_t, sd_course/pixel/diffusion.py), with two changes: it denoises
+   the VAE's latents instead of pixels (4x8x8 numbers instead of 1x32x32, so every step is cheaper), and each of its
+   cross-attention blocks lets the image features look at the caption: queries come from the U-Net's feature map
+   (one per latent position), keys and values from the text encoder's token vectors, so every position mixes in
+   the tokens that matter to it ("seven" for the stroke of a 7). With the empty caption, the same network gives the
+   unconditional prediction, which classifier-free guidance needs.
+Cmd: sd-course sample --model pipelines/mini-sd-mnist --prompt "a handwritten seven" --output sevens.png
+
+Q: What does classifier-free guidance compute, and why does it work?
+A: eps = eps_uncond + w (eps_cond - eps_uncond), with eps_uncond = eps_theta(z_t, t, "") and eps_cond =
+   eps_theta(z_t, t, c). Since eps_theta(z_t) = -sqrt(1 - abar_t) grad log p(z_t) (the score), Bayes' rule
+   log p(z_t | c) = log p(c | z_t) + log p(z_t) - log p(c) gives grad log p(c | z_t) = (eps_uncond - eps_cond) /
+   sqrt(1 - abar_t): the difference of the two predictions is the gradient of an *implicit classifier*. Scaling it
+   by w > 1 samples from p(z_t) p(c | z_t)^w: images that are more unmistakably "a seven", at the cost of variety.
+   w = 1 is plain conditional sampling. benchmarks/guidance_sweep.py measures the trade-off on our model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from diffusers import DDIMScheduler, StableDiffusionPipeline
+from tqdm.auto import tqdm
+
+from sd_course.core.data import load_hf_dataset, load_run_dataset
+from sd_course.core.errors import InputError
+from sd_course.core.models import build_conditional_unet, build_text_encoder, count_parameters
+from sd_course.core.schedulers import make_scheduler, quiet_diffusers, resolve_scheduler_name
+from sd_course.core.shipped import find_shipped
+from sd_course.latent.autoencoder import latent_shape, load_vae
+from sd_course.latent.text import (
+    TRAIN_TEMPLATES,
+    caption,
+    digit_prompts,
+    known_words,
+    save_tokenizer,
+    tokenize,
+    train_tokenizer,
+)
+from sd_course.pixel.diffusion import DiffusionConfig, diffusion_loss, make_noise_scheduler, noise_batch
+from sd_course.train.config import option
+from sd_course.train.loop import Objective
+
+
+@dataclass
+class TextToImageConfig(DiffusionConfig):
+    # --- components ---------------------------------------------------------------------------------------------
+    pretrained_model_name_or_path: Optional[str] = option(
+        None, "start from an existing text-to-image pipeline (a folder or a Hub id): its vae, tokenizer, text encoder, "
+              "U-Net and scheduler; default: new ones, with --vae_name_or_path")
+    vae_name_or_path: Optional[str] = option(None, "the trained AutoencoderKL (a folder; default: the shipped "
+                                                   "pipelines/vae-mnist)")
+    model_config_name_or_path: str = option("mini-sd", "UNet2DConditionModel preset (mini-sd, tiny-sd) or a config.json")
+    text_encoder_config: str = option("mini-sd", "CLIPTextModel preset (mini-sd, tiny-sd)")
+    tokenizer_max_length: int = option(16, "tokens per caption (with start and end); longer prompts are truncated")
+    # --- captions -------------------------------------------------------------------------------------------------
+    caption_column: Optional[str] = option(None, "a column of captions; default: captions made from --label_column")
+    label_column: str = option("label", "class labels the captions are made from (digits: 'a handwritten seven')")
+    caption_dropout: float = option(0.1, "share of empty captions: teaches the unconditional score for guidance")
+    validation_prompts: Optional[list] = option(None, "prompts of the sample grids (default: the ten digits)")
+    validation_guidance_scale: float = option(4.0, "classifier-free guidance scale of the sample grids")
+    # --- what differs from the pixel-diffusion defaults -------------------------------------------------------------
+    resolution: int = option(32, "images are padded (or resized) to this size before encoding (the VAE's size)")
+    resize_mode: str = option("pad", "how other sizes are brought to --resolution (digits: pad 28 -> 32)",
+                              choices=("resize", "pad", "center_crop"))
+    output_dir: str = option("runs/mini-sd", "where the pipeline, checkpoints, samples and logs go")
+    ddpm_num_inference_steps: int = option(25, "DDIM steps for the sample grids saved during training")
+
+    POSITIVE = DiffusionConfig.POSITIVE + ("tokenizer_max_length",)
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0 <= self.caption_dropout < 1:
+            raise InputError(f"--caption_dropout must be in [0, 1), got {self.caption_dropout} (0.1 is usual)")
+        if self.validation_guidance_scale < 1:
+            raise InputError(f"--validation_guidance_scale must be >= 1, got {self.validation_guidance_scale}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The trainable model and the objective
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class TextConditionedUNet(torch.nn.Module):
+    """The two trained parts of Stable Diffusion in one module: the text encoder feeds the U-Net's cross-attention."""
+
+    def __init__(self, unet, text_encoder):
+        super().__init__()
+        self.unet, self.text_encoder = unet, text_encoder
+
+    def forward(self, noisy_latents, timesteps, input_ids):
+        tokens = self.text_encoder(input_ids)[0]  # (B, L, D): one vector per token, the keys/values of cross-attention
+        return self.unet(noisy_latents, timesteps, encoder_hidden_states=tokens).sample
+
+
+class LatentCache(torch.utils.data.Dataset):
+    """The training set as the frozen VAE sees it, encoded once: q(z | x) = N(mean, std^2) per image, plus labels."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, labels: Optional[torch.Tensor],
+                 caption_ids: Optional[torch.Tensor]):
+        self.mean, self.std, self.labels, self.caption_ids = mean, std, labels, caption_ids
+
+    def __len__(self):
+        return len(self.mean)
+
+    def __getitem__(self, i):
+        item = {"latent_mean": self.mean[i], "latent_std": self.std[i], "index": i}
+        if self.labels is not None:
+            item["labels"] = int(self.labels[i])
+        if self.caption_ids is not None:
+            item["input_ids"] = self.caption_ids[i]
+        return item
+
+
+@torch.no_grad()
+def encode_dataset(vae, dataset, batch_size: int = 256, show_progress: bool = True):
+    """Encode every image once with the frozen VAE: returns the posterior (mean, std) of all of them."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    means, stds = [], []
+    for batch in tqdm(loader, desc="encoding latents", disable=not show_progress):
+        dist = vae.encode(batch["pixel_values"]).latent_dist
+        means.append(dist.mean)
+        stds.append(dist.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+class TextToImage(Objective):
+    """Train a mini Stable Diffusion (text encoder + conditional U-Net on VAE latents) (sd_course)."""
+
+    name = "train_text_to_image"
+    config_class = TextToImageConfig
+
+    # ---- components ---------------------------------------------------------------------------------------------
+    def _components(self, texts: list[str]):
+        """(vae, tokenizer, text_encoder, unet, noise_scheduler): new ones, or from --pretrained_model_name_or_path."""
+        cfg = self.cfg
+        if cfg.pretrained_model_name_or_path:
+            return load_components(cfg.pretrained_model_name_or_path)
+        vae = load_vae(cfg.vae_name_or_path or default_vae_path())
+        tokenizer = train_tokenizer(texts, cfg.tokenizer_max_length)
+        text_encoder = build_text_encoder(cfg.text_encoder_config, vocab_size=len(tokenizer.get_vocab()),
+                                          max_length=cfg.tokenizer_max_length, bos_token_id=tokenizer.bos_token_id,
+                                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        channels, size, _ = latent_shape(vae, cfg.resolution)
+        unet = build_conditional_unet(cfg.model_config_name_or_path, size, channels, text_encoder.config.hidden_size)
+        # Latents are not confined to [-1, 1] as pixels are: no clipping of the predicted z_0 (as Stable Diffusion).
+        return vae, tokenizer, text_encoder, unet, make_noise_scheduler(cfg, clip_sample=False)
+
+    def build(self, accelerator):
+        cfg = self.cfg
+        with accelerator.main_process_first():
+            raw = load_hf_dataset(cfg.dataset_name, cfg.train_data_dir, cfg.split, cfg.dataset_config_name, cfg.cache_dir)
+            captions = None
+            if cfg.caption_column is not None:
+                if cfg.caption_column not in raw.column_names:
+                    raise InputError(f"--caption_column {cfg.caption_column!r} is not a column of the dataset; its "
+                                     f"columns are {raw.column_names} (or leave it out to make captions from labels)")
+                captions = list(raw[cfg.caption_column][: cfg.max_train_samples or len(raw)])
+            elif cfg.label_column not in raw.column_names:
+                raise InputError(f"--label_column {cfg.label_column!r} is not a column of the dataset; its columns are "
+                                 f"{raw.column_names}: pass the column of class labels, or --caption_column")
+        images, info = load_run_dataset(cfg, accelerator, cfg.label_column)
+        texts = captions if captions is not None else [text for _, text in digit_prompts()]
+        self.vae, self.tokenizer, text_encoder, unet, self.noise_scheduler = self._components(texts + [""])
+        self.vae.requires_grad_(False)
+        if self.vae.config.in_channels != info.num_channels:
+            raise InputError(f"the VAE takes {self.vae.config.in_channels}-channel images, the dataset has "
+                             f"{info.num_channels}: pass --image_mode {'L' if self.vae.config.in_channels == 1 else 'RGB'}")
+        mean, std = encode_dataset(self.vae, images, show_progress=accelerator.is_local_main_process)
+        self.scaling_factor = self.vae.config.scaling_factor
+        if captions is None:  # captions from labels: all (template, digit) token ids, looked up per step
+            self.template_ids = torch.stack([tokenize(self.tokenizer, [caption(d, t) for d in range(10)])
+                                             for t in TRAIN_TEMPLATES])  # (templates, 10, L)
+            labels = getattr(images, "labels", None)
+            if labels is None:
+                raise InputError("the dataset has no labels to make captions from: pass --caption_column")
+            dataset = LatentCache(mean, std, labels, None)
+        else:
+            dataset = LatentCache(mean, std, None, tokenize(self.tokenizer, captions))
+        self.empty_ids = tokenize(self.tokenizer, [""])[0]
+        return dataset, info, TextConditionedUNet(unet, text_encoder)
+
+    # ---- one step -------------------------------------------------------------------------------------------------
+    def captions_for(self, batch, generator: torch.Generator) -> torch.Tensor:
+        """Token ids of one caption per image: a random template of its label (or its own caption), or the empty
+        caption with probability --caption_dropout."""
+        n = len(batch["index"])
+        if "input_ids" in batch:
+            ids = batch["input_ids"].cpu().clone()
+        else:
+            templates = torch.randint(0, len(TRAIN_TEMPLATES), (n,), generator=generator)
+            ids = self.template_ids[templates, batch["labels"].cpu()]
+        drop = torch.rand(n, generator=generator) < self.cfg.caption_dropout
+        ids[drop] = self.empty_ids
+        return ids
+
+    def loss(self, model, batch, generator):
+        mean = batch["latent_mean"]
+        eps = torch.randn(mean.shape, generator=generator).to(mean.device)
+        z0 = (mean + batch["latent_std"] * eps) * self.scaling_factor  # a sample of q(z | x), scaled to unit variance
+        input_ids = self.captions_for(batch, generator).to(mean.device)
+        noisy, noise, timesteps = noise_batch(self.noise_scheduler, z0, generator, self.cfg.noise_offset)
+        prediction = model(noisy, timesteps, input_ids)
+        return diffusion_loss(self.noise_scheduler, prediction, z0, noise, timesteps, self.cfg.snr_gamma)
+
+    # ---- what users load ------------------------------------------------------------------------------------------
+    def saveable(self, model):
+        return make_pipeline(self.vae, self.tokenizer, model.text_encoder, model.unet, self.noise_scheduler)
+
+    def sample_images(self, pipe):
+        """Each validation prompt (default: the ten digits) with two seeds, DDIM, guidance as configured."""
+        prompts = self.cfg.validation_prompts or [caption(d, TRAIN_TEMPLATES[0]) for d in range(10)]
+        pipe.scheduler = DDIMScheduler.from_config(self.noise_scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+        images = []
+        for seed in (self.cfg.seed, self.cfg.seed + 1):
+            images += pipe(prompts, num_inference_steps=self.cfg.ddpm_num_inference_steps,
+                           guidance_scale=self.cfg.validation_guidance_scale,
+                           generator=torch.Generator().manual_seed(seed)).images
+        return images, 2
+
+    def summary(self, pipe) -> dict:
+        return {"parameters": {name: count_parameters(getattr(pipe, name)) for name in ("vae", "text_encoder", "unet")},
+                "vocabulary": len(self.tokenizer.get_vocab()), "caption_words": known_words(self.tokenizer) and
+                len(known_words(self.tokenizer)), "scaling_factor": self.scaling_factor}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The pipeline folder
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def make_pipeline(vae, tokenizer, text_encoder, unet, scheduler):
+    """A standard ``StableDiffusionPipeline`` (no safety checker: digits need none)."""
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.tokenizer.caption_words = getattr(tokenizer, "caption_words", None) or sorted(known_words(tokenizer) or [])
+    _patch_tokenizer_saving(pipe)
+    return pipe
+
+
+def _patch_tokenizer_saving(pipe) -> None:
+    """Make ``pipe.save_pretrained`` also write vocab.json, merges.txt and the caption words into ``tokenizer/``."""
+    original = pipe.save_pretrained
+
+    def save_pretrained(save_directory, *args, **kwargs):
+        original(save_directory, *args, **kwargs)
+        save_tokenizer(pipe.tokenizer, Path(save_directory) / "tokenizer")
+
+    pipe.save_pretrained = save_pretrained
+
+
+def load_components(name_or_path: str):
+    """(vae, tokenizer, text_encoder, unet, scheduler) of an existing text-to-image pipeline (folder or Hub id)."""
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(name_or_path, safety_checker=None, requires_safety_checker=False)
+    except Exception as e:
+        raise InputError(f"--pretrained_model_name_or_path {name_or_path!r} could not be loaded as a "
+                         f"StableDiffusionPipeline ({type(e).__name__}: {e})") from e
+    return pipe.vae, pipe.tokenizer, pipe.text_encoder, pipe.unet, pipe.scheduler
+
+
+def is_text_to_image(folder: str | Path) -> bool:
+    """True for a folder holding a text-to-image pipeline (model_index.json with a text_encoder)."""
+    index = Path(folder) / "model_index.json"
+    if not index.is_file():
+        return False
+    try:
+        return "text_encoder" in json.loads(index.read_text())
+    except json.JSONDecodeError:
+        return False
+
+
+def default_vae_path() -> str:
+    """The shipped digit VAE (the ``vae/`` of pipelines/mini-sd-mnist), from a checkout or an installed wheel."""
+    for relative in ("pipelines/mini-sd-mnist/vae", "pipelines/vae-mnist"):
+        path = find_shipped(relative)
+        if path is not None:
+            return str(path)
+    raise InputError("no --vae_name_or_path given and the shipped pipelines/mini-sd-mnist/vae was not found: train "
+                     "one with training/train_vae.py and pass its output_dir")
+
+
+def load_text_to_image_pipeline(model: str, scheduler: Optional[str] = None):
+    """A ``StableDiffusionPipeline`` from a folder (or Hub id), with a scheduler chosen by name (sd_course/core/schedulers.py)."""
+    if scheduler is not None and resolve_scheduler_name(scheduler).startswith("EDM"):
+        # Measured (tests/test_text_to_image.py): the stock StableDiffusionPipeline samples the exact distribution
+        # with 14 of the 15 compatible schedulers, but not EDM's, whose preconditioning it does not apply.
+        raise InputError(f"--scheduler {scheduler}: diffusers' StableDiffusionPipeline does not apply the EDM "
+                         "preconditioning, so its samples are wrong; use euler, dpm++ or any other of the 15")
+    with quiet_diffusers():
+        pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None, requires_safety_checker=False)
+    if scheduler is not None:
+        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
