@@ -267,7 +267,7 @@ def with_noise_schedule(scheduler, noise_schedule: dict):
     at its default there (listed in ``config["_use_default_values"]``) takes X's *own* default. DDPMScheduler's
     default betas are 0.0001..0.02, but Heun's, KDPM2's, KDPM2-ancestral's and DPM++ SDE's are Stable Diffusion's
     0.00085..0.012. So ``HeunDiscreteScheduler.from_config(DDPMScheduler().config)`` silently samples a model with
-    the wrong noise levels (sigma_max 25 instead of 157; measured in tests/test_pipeline.py). Folders read from disk
+    the wrong noise levels (sigma_max 25 instead of 157; measured in tests/pixel/test_pipeline.py). Folders read from disk
     are not affected (their config states every key), schedulers built in memory are.
     """
     wanted = _schedule_for(type(scheduler), noise_schedule)

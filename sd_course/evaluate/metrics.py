@@ -377,7 +377,7 @@ def inception_fid(images_uint8: torch.Tensor, reference_uint8: torch.Tensor, met
 
 
 # ================================================================================================================
-# 4. Corruptions: does the metric track quality? (tests/test_metrics.py, benchmarks/metric_floor.py)
+# 4. Corruptions: does the metric track quality? (tests/evaluate/test_metrics.py, benchmarks/metric_floor.py)
 # ================================================================================================================
 
 

@@ -32,7 +32,7 @@ A: Measured (benchmarks/gan_vs_diffusion.py, benchmarks/README.md section 10): t
      logs/loss.jsonl), where the diffusion loss is a regression whose curve does.
    * Coverage: both miss classes at 2 minutes (8 of 10 classes at >= half their real share for the GAN, 6 for
      diffusion); the GAN's rarest digit (4) is 2.5-3.5% of its samples. Mode collapse would show up as recall
-     falling, as keeping only the 1s of real MNIST does (precision > 0.8, recall < 0.3; tests/test_metrics.py).
+     falling, as keeping only the 1s of real MNIST does (precision > 0.8, recall < 0.3; tests/evaluate/test_metrics.py).
    * Sampling cost: one network call per image, 4,000-5,000 images/s, against 25 calls and 22 images/s for the
      U-Net with DPM-Solver++: about 200x.
    * Abilities: diffusion gives a likelihood bound, a deterministic ODE between noise and image (DDIM inversion,

@@ -9,7 +9,7 @@
 :func:`guided_sample` is the denoising loop of diffusers' ``StableDiffusionPipeline.__call__``
 (pipeline_stable_diffusion.py) with nothing hidden and nothing extra (no safety checker, callbacks, LoRA scales,
 IP-Adapter, guidance rescale), in the four numbered steps of that file. For the same generators and scheduler it
-gives the stock pipeline's images (tests/test_guidance.py: within 1e-4 with DDPM, DDIM, DPM-Solver++, Euler-a).
+gives the stock pipeline's images (tests/latent/test_guidance.py: within 1e-4 with DDPM, DDIM, DPM-Solver++, Euler-a).
 
 The one U-Net was trained on captions and, a share ``--caption_dropout`` of the time, on the empty caption
 (sd_course/latent/text_to_image.py), so at every step it can predict the noise in the latents z_t two ways:

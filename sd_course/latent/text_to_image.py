@@ -312,7 +312,7 @@ def default_vae_path() -> str:
 def load_text_to_image_pipeline(model: str, scheduler: Optional[str] = None):
     """A ``StableDiffusionPipeline`` from a folder (or Hub id), with a scheduler chosen by name (sd_course/core/schedulers.py)."""
     if scheduler is not None and resolve_scheduler_name(scheduler).startswith("EDM"):
-        # Measured (tests/test_text_to_image.py): the stock StableDiffusionPipeline samples the exact distribution
+        # Measured (tests/latent/test_text_to_image.py): the stock StableDiffusionPipeline samples the exact distribution
         # with 14 of the 15 compatible schedulers, but not EDM's, whose preconditioning it does not apply.
         raise InputError(f"--scheduler {scheduler}: diffusers' StableDiffusionPipeline does not apply the EDM "
                          "preconditioning, so its samples are wrong; use euler, dpm++ or any other of the 15")

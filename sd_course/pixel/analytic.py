@@ -2,7 +2,7 @@
 
 A trained U-Net only *approximates* the best possible denoiser, so a sampler that gives bad images might be wrong, or
 the model might be. For data drawn from a mixture of Gaussians the best denoiser can be written down exactly, and then
-any error in the images is the sampler's (or the pipeline's). That is how ``tests/test_pipeline.py`` proves that
+any error in the images is the sampler's (or the pipeline's). That is how ``tests/pixel/test_pipeline.py`` proves that
 every scheduler works in ``sd_course.pixel.pipeline`` and that several are broken in diffusers' stock ``DDPMPipeline``:
 
     python -c "from sd_course.pixel.analytic import GaussianMixtureDenoiser as G; print(G.gaussian(0.2, 0.4).config)"

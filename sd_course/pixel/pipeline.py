@@ -10,7 +10,7 @@ Training saves a standard ``DDPMPipeline`` folder (model_index.json + unet/ + sc
 ``DiffusionPipeline.from_pretrained``. :class:`UnconditionalImagePipeline` loads the very same folder and runs the
 sampling loop the way diffusers' Stable Diffusion pipelines do, so that *every* scheduler of
 ``DDPMScheduler.compatibles`` is right (measured with the exact denoiser of ``sd_course.pixel.analytic`` in
-``tests/test_pipeline.py``). Diffusers' own ``DDPMPipeline`` is only right with DDPM, DDIM and the two DPM-Solvers.
+``tests/pixel/test_pipeline.py``). Diffusers' own ``DDPMPipeline`` is only right with DDPM, DDIM and the two DPM-Solvers.
 
 Q: What does one step of the reverse process do?
 A: Given x_t, the network predicts the noise eps_theta(x_t, t); that gives an estimate of the clean image,
@@ -35,7 +35,7 @@ A: DDPMPipeline is written for DDPM/DDIM only: it (1) starts from N(0, I) noise,
    ``scheduler.timesteps`` (second-order schedulers such as Heun list each step twice: predictor and corrector).
    EDMEulerScheduler expects an EDM-parametrised network; the loop converts the DDPM network to that form
    (see ``_edm_model_call``).
-Cmd: python -m pytest tests/test_pipeline.py -q -k stock
+Cmd: python -m pytest tests/pixel/test_pipeline.py -q -k stock
 
 Q: How does iterative noise removal help?
 A: A one-shot denoiser can only return E[x_0 | x_t], the average of every image consistent with x_t: Part 1's
@@ -435,7 +435,7 @@ def generate(pipe, num_images: int, batch_size: int = 64, num_inference_steps: i
 
     Repeatable: image i always comes from its own generator seeded with ``image_seed(seed, i)`` (initial noise and
     every step's noise), so the same seed gives the same images *whatever the batch size*, up to float rounding in
-    the network (a pixel may differ by 1 level of 255 between batch sizes; measured in tests/test_pipeline.py).
+    the network (a pixel may differ by 1 level of 255 between batch sizes; measured in tests/pixel/test_pipeline.py).
     ``num_inference_steps=None`` uses the scheduler's usual count.
     """
     pipe = as_unconditional_pipeline(pipe)

@@ -402,7 +402,7 @@ def _end_of_epoch(cfg: TrainConfig, objective: Objective, out: Path, saveable: C
 
 def _first_epoch_coverage(seen_first_epoch: list, num_processes: int) -> dict:
     """How the first epoch's data was sharded: items per process, and items that several processes saw (0 when the
-    sampler and accelerate's sharding agree; tests/test_training.py checks it with 2 processes)."""
+    sampler and accelerate's sharding agree; tests/train/test_loop.py checks it with 2 processes)."""
     seen = torch.cat(seen_first_epoch, dim=1) if seen_first_epoch else torch.zeros(num_processes, 0)
     per_rank = [set(row.tolist()) for row in seen]
     return {"first_epoch_samples_per_process": [len(s) for s in per_rank],

@@ -1,6 +1,6 @@
 """Tests of sd_course/evaluate/classifier.py: the shipped weights (size, card, accuracy), input checks, seeded training.
 
-    python -m pytest tests/test_classifier.py -q
+    python -m pytest tests/evaluate/test_classifier.py -q
 """
 
 import json
@@ -23,7 +23,7 @@ from sd_course.evaluate.classifier import (
     train_classifier,
 )
 
-MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 
 
 def test_shipped_weights_are_small_and_described_by_their_card():

@@ -15,7 +15,7 @@ import pytest
 
 from sd_course.app import course
 from sd_course.core.errors import InputError
-from tests.conftest import REPO
+from conftest import REPO
 
 BLOCKS = textwrap.dedent('''\
     """A module.

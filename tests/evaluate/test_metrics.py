@@ -1,6 +1,6 @@
 """Tests of sd_course/evaluate/metrics.py and sd_course/evaluate/evaluation.py: the math by hand, the metric on real digits, evaluate / compare / the evaluator.
 
-    python -m pytest tests/test_metrics.py -q -x
+    python -m pytest tests/evaluate/test_metrics.py -q -x
 
 Real files throughout: the shipped classifier, the package's 2,000 MNIST digits, PNG folders, tiny untrained
 pipelines saved to disk. Real MNIST (../shared/data/mnist) is used where present and skipped with a reason where not.
@@ -26,7 +26,7 @@ from sd_course.evaluate.classifier import (
 )
 
 FID = f"fid_{metrics.FEATURE_NAME}"
-MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 needs_mnist = pytest.mark.skipif(not (MNIST / "test.parquet").is_file(),
                                  reason=f"real MNIST not found at {MNIST} (only the package's 2k digits are used)")
 BUILTIN = "builtin:mnist-2k:train"

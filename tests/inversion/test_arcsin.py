@@ -1,6 +1,6 @@
 """Tests for Part 1 (sd_course.inversion.arcsin): real, tiny trainings; each assertion can fail.
 
-    python -m pytest tests/test_inversion.py -q
+    python -m pytest tests/inversion/test_arcsin.py -q
 """
 
 import json

@@ -259,7 +259,7 @@ STOCK_SD_WRONG = {"edm-euler"}  # EDM needs preconditioning (c_in, c_out, c_skip
                                    "dpm++-sde", "dpm-single", "kdpm2", "kdpm2-a", "deis", "unipc", "edm-euler"])
 def test_stock_stable_diffusion_pipeline_samples_the_exact_distribution(alias, tiny_sd):
     """The stock pipeline scales the initial noise and the model input as each scheduler asks (unlike the stock
-    DDPMPipeline, see tests/test_pipeline.py): with the exact denoiser of N(0.1, 0.3^2) latents, the latents it
+    DDPMPipeline, see tests/pixel/test_pipeline.py): with the exact denoiser of N(0.1, 0.3^2) latents, the latents it
     returns have that mean and std for 14 of the 15 schedulers and DPM++ 2M SDE; EDM-Euler comes out wrong (measured
     mean -0.01)."""
     if alias == "dpm++-sde":
