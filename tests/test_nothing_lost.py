@@ -6,15 +6,21 @@ command's own output is byte-identical afterwards (and the previous export too, 
 from __future__ import annotations
 
 import errno
+import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_run_args
+from conftest import REPO, tiny_run_args
 
 from sd_course.app.cli import main as cli
 from sd_course.app.launch import main as train
-from sd_course.core.checkpoints import EXPORT_MARKER
+from sd_course.core.checkpoints import EXPORT_MARKER, LOCK_FILE
 from sd_course.core.errors import InputError
 from sd_course.pixel.diffusion import PixelDiffusion
 from sd_course.publish import export
@@ -114,3 +120,100 @@ def test_a_full_disk_or_a_read_only_target_ends_in_one_line_and_keeps_the_previo
 def test_the_library_call_refuses_the_same(run, tmp_path):
     with pytest.raises(InputError, match="holds the folder being exported"):
         export.export_pipeline(run, run.parent, num_grid=2, scheduler="ddim", num_inference_steps=2)
+
+
+# ---- one writer per run ------------------------------------------------------------------------------------------
+
+ENTRY = str(REPO / "training" / "train_unconditional.py")
+
+
+def wait_for(condition, timeout: float = 120, what: str = "") -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def logged_steps(out: Path) -> int:
+    log = out / "logs" / "loss.jsonl"
+    return len(log.read_text().splitlines()) if log.is_file() else 0
+
+
+def long_run(out: Path, **extra) -> list[str]:
+    """A run that would take minutes: the tests stop it once they have seen what they need."""
+    return tiny_run_args(out, max_train_steps=20000, train_batch_size=4, **extra)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path, capsys):
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, ENTRY, *long_run(out)], cwd=str(REPO), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        wait_for(lambda: logged_steps(out) >= 2, what="the first run's steps")
+        before = snapshot(out)
+        with pytest.raises(SystemExit) as stopped:  # a resume next to it, as in the issue
+            train(tiny_run_args(out, max_train_steps=4, resume_from_checkpoint="latest"),
+                  objective_class=PixelDiffusion)
+        assert stopped.value.code == 2
+        err = capsys.readouterr().err
+        assert f"PID {first.pid} (training)" in err and one_error_line(err)
+        # export and push of the run being written are refused too, and nothing of it was touched by the refusals
+        with pytest.raises(InputError, match=f"PID {first.pid}"):
+            export.export_pipeline(out, tmp_path / "export")
+        after = snapshot(out)
+        assert all(after[name] == data for name, data in before.items() if not name.startswith("logs/"))
+    finally:
+        first.kill()
+        first.wait()
+    # the kernel released the lock with the process: the run can be resumed now
+    train(tiny_run_args(out, max_train_steps=2, resume_from_checkpoint="latest"), objective_class=PixelDiffusion)
+
+
+def test_a_training_child_whose_launcher_died_stops_and_leaves_a_checkpoint(tmp_path):
+    """kill -9 of `accelerate launch`: its child is reparented; it saves a checkpoint at its next step and exits."""
+    out = tmp_path / "run"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", ENTRY, *long_run(out)]
+    launcher = subprocess.Popen(launch, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    try:
+        wait_for(lambda: logged_steps(out) >= 3, what="the child's first steps")
+        child = int((out / LOCK_FILE).read_text().split()[1])
+        assert child != launcher.pid
+        launcher.kill()  # SIGKILL: the launcher cannot tell its child anything
+        launcher.wait()
+        wait_for(lambda: not pid_alive(child), timeout=60, what="the orphaned child to stop")
+    finally:
+        os.killpg(launcher.pid, signal.SIGKILL) if pid_alive(launcher.pid) else None
+    checkpoints = sorted(out.glob("checkpoint-*"))
+    assert len(checkpoints) == 1 and not checkpoints[0].name.endswith(".tmp")
+    step = json.loads((checkpoints[0] / "training_state.json").read_text())["global_step"]
+    assert step >= 3 and logged_steps(out) == step  # it stopped at the step it saved
+    train(tiny_run_args(out, max_train_steps=step + 1, resume_from_checkpoint="latest"),
+          objective_class=PixelDiffusion)
+    assert json.loads((out / "train_summary.json").read_text())["resumed_from_step"] == step
+
+
+def test_weights_checkpoints_and_exports_follow_the_umask(run, tmp_path):
+    """Others on a shared lab machine can read a student's model (umask 022: rw-r--r--)."""
+    previous = os.umask(0o022)
+    try:
+        out = tmp_path / "run"
+        train(tiny_run_args(out, max_train_steps=2, checkpointing_steps=2), objective_class=PixelDiffusion)
+        exported = tmp_path / "export"
+        assert export_cli(out, exported) == 0
+        files = [p for folder in (out, exported) for p in folder.rglob("*") if p.is_file() and p.name != LOCK_FILE]
+        assert any(p.suffix == ".safetensors" for p in files) and any("checkpoint-" in str(p) for p in files)
+        modes = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in files}
+        assert set(modes.values()) == {"0o644"}, modes
+    finally:
+        os.umask(previous)

@@ -22,6 +22,11 @@ import re
 import shutil
 from pathlib import Path
 
+try:
+    import fcntl  # POSIX: Linux, macOS (Colab too)
+except ImportError:  # Windows: no advisory locks of this kind; the guard below is then a no-op
+    fcntl = None
+
 from sd_course.core.errors import InputError
 
 KEY_FILES = ("config.json", "model_index.json")  # what makes a folder loadable: moved in last, out first
@@ -62,6 +67,7 @@ def save_pipeline(pipeline, target: str | Path, card: str | None = None) -> Path
     pipeline.save_pretrained(staging, safe_serialization=True)
     if card is not None:
         (staging / "README.md").write_text(card)
+    follow_umask(staging)
     (staging / COMPLETE).touch()
     fault("pipeline-save")
     _swap_in(target)
@@ -259,3 +265,105 @@ def describe_os_error(error: OSError) -> str:
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"no permission to write there ({error.strerror}); choose a folder you can write to"
     return f"{error.strerror or error}"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# One writer per folder, and files the user's group can read
+# ------------------------------------------------------------------------------------------------------------------
+
+LOCK_FILE = ".sd_course.lock"  # inside the folder being written; holds the writer's PID and what it does
+
+
+class FolderLock:
+    """An OS lock on ``folder`` (``flock`` of ``folder/.sd_course.lock``): one writer at a time. The kernel releases
+    it when the holder exits or is killed, so a crash never leaves a stale lock; a second writer is refused at once
+    with the holder's PID.
+
+        with FolderLock("runs/mnist", "training"):
+            ...   # train, resume, export or push: nobody else writes runs/mnist meanwhile
+    """
+
+    def __init__(self, folder: str | Path, what: str):
+        self.folder, self.what, self.handle = Path(folder), what, None
+
+    def __enter__(self):
+        if fcntl is None:
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = open(self.folder / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise InputError(f"{self.folder} is being written by {holder}; wait for it to finish, or stop it, then run "
+                             f"this {self.what} again (two writers would mix their files)") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"PID {os.getpid()} ({self.what})")
+        handle.flush()
+        self.handle = handle
+        return self
+
+    def __exit__(self, *exc):
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None
+        return False
+
+
+class ReadLock:
+    """Read ``folder`` while no one writes it: a shared lock on its ``.sd_course.lock`` when a training run left one
+    there (and nothing when none did: nothing of ours ever wrote it). Nothing is created in ``folder``. A training
+    of the folder that is running refuses this reader, and a training that starts meanwhile is refused."""
+
+    def __init__(self, folder: str | Path, what: str):
+        self.folder, self.what, self.handle = Path(folder), what, None
+
+    def __enter__(self):
+        path = self.folder / LOCK_FILE
+        if fcntl is None or not path.is_file():
+            return self
+        try:
+            handle = open(path)
+        except OSError:  # a folder we may read but not lock (another user's): nothing to guard against here
+            return self
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise InputError(f"{self.folder} is being written by {holder}; wait for it to finish (or stop it) before "
+                             f"this {self.what}: its files are not complete yet") from None
+        self.handle = handle
+        return self
+
+    def __exit__(self, *exc):
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None
+        return False
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: str | Path) -> None:
+    """Give ``path`` (a file, or a folder and everything in it) the modes the user's umask gives new files: some
+    writers (the current safetensors, ``tempfile``) create files readable by their owner only, which on a shared
+    lab machine nobody else can load."""
+    mask = current_umask()
+    path = Path(path)
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        if p.is_symlink():
+            continue
+        try:
+            p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
+        except OSError:
+            pass  # not ours to change (a file of another user in a shared folder): leave it as it is

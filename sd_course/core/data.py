@@ -70,6 +70,9 @@ def load_hf_dataset(
         name = dataset_name or DEFAULT_DATASET
         if name in BUILTIN_DATASETS:
             loader = dict(path=str(BUILTIN_DATASETS[name]))
+        elif name.startswith("builtin:"):  # a typo of a bundled name is not a Hub id called "builtin"
+            raise InputError(f"no bundled dataset {name!r}; the package bundles {', '.join(BUILTIN_DATASETS)} "
+                             "(2,000 MNIST digits); online, pass a Hub id such as ylecun/mnist")
         elif Path(name).expanduser().exists():
             path = Path(name).expanduser()
             if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
@@ -111,6 +114,10 @@ def parse_dataset_spec(spec: str, default_split: str = "test") -> tuple[str, str
     if spec in BUILTIN_DATASETS:
         return spec, default_split
     name, sep, split = spec.rpartition(":")
+    if spec.startswith("builtin:") and name not in BUILTIN_DATASETS:
+        raise InputError(f"no bundled dataset {spec!r}; the package bundles {', '.join(BUILTIN_DATASETS)} (2,000 "
+                         "MNIST digits, split train: builtin:mnist-2k:train); online, pass a Hub id such as "
+                         "ylecun/mnist:test")
     if sep and name and "/" not in split and not (len(name) == 1 and name.isalpha()):  # not a "C:\..." drive
         return name, split
     return spec, default_split

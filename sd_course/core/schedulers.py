@@ -378,7 +378,18 @@ def check_num_inference_steps(scheduler, num_inference_steps) -> int:
             f"{train_steps} timesteps and this scheduler only visits those, so use --num_inference_steps {limit} or "
             "fewer (or a sigma scheduler such as euler, heun or lms, which interpolates between them)"
         )
+    if limit is None and steps > INTERPOLATED_STEPS_FACTOR * train_steps:
+        alias = info.alias if info else type(scheduler).__name__
+        raise InputError(
+            f"{alias}: {steps} steps is more than {INTERPOLATED_STEPS_FACTOR}x the model's {train_steps} training "
+            f"timesteps; steps between those change nothing measurable and each costs one network call, so use "
+            f"--num_inference_steps {INTERPOLATED_STEPS_FACTOR * train_steps} or fewer (25-50 are usual)")
     return steps
+
+
+# A sigma scheduler may interpolate between the training timesteps; beyond this many times their number, steps are
+# only cost (100,000 Euler steps of the shipped model would run for over half an hour on a laptop).
+INTERPOLATED_STEPS_FACTOR = 2
 
 
 def step_accepts(scheduler, name: str) -> bool:

@@ -180,7 +180,8 @@ def load_inpaint_inputs(pipe, image_path, mask_path) -> tuple[torch.Tensor, torc
     for path, what in ((image_path, "--image"),) + ((() if named else ((mask_path, "--mask"),))):
         path = Path(path).expanduser()
         if not path.is_file():
-            raise InputError(f"{what} {str(path)!r} is not a file; pass a PNG image")
+            masks = f", or name a mask: {', '.join(NAMED_MASKS)}" if what == "--mask" else ""
+            raise InputError(f"{what} {str(path)!r} is not a file; pass a PNG image{masks}")
         try:
             opened.append(Image.open(path))
             opened[-1].load()

@@ -26,7 +26,13 @@ from pathlib import Path
 
 import torch
 
-from sd_course.core.checkpoints import check_export_target, describe_os_error, write_export_marker
+from sd_course.core.checkpoints import (
+    ReadLock,
+    check_export_target,
+    describe_os_error,
+    follow_umask,
+    write_export_marker,
+)
 from sd_course.core.errors import InputError
 from sd_course.core.images import save_grid
 from sd_course.core.plots import write_loss_plot
@@ -101,7 +107,8 @@ def export_pipeline(run_dir: str | Path, output: str | Path, metrics_json: str |
     the ``--output_dir`` of ``sd-course compare`` over the run's snapshots, copied as ``ladder.json``/``ladder.png``
     and tabulated in the card; without ``metrics_json``, the exported epoch's own row of the ladder is its metrics.
     ``sampler_tables``: ``benchmarks/scheduler_table.py`` results, merged into ``samplers.json`` and the card."""
-    run = check_run(run_dir)
+    with ReadLock(Path(run_dir), "export"):  # a run still training says so first (it may have no model yet)
+        run = check_run(run_dir)
     output = Path(output)
     if output.expanduser().resolve() == run.resolve():
         raise InputError("--output must differ from the run folder: export writes a clean copy")
@@ -149,6 +156,11 @@ def export_pipeline(run_dir: str | Path, output: str | Path, metrics_json: str |
 
 
 def _atomic_export(output: Path, write, what: str, source: Path) -> Path:
+    with ReadLock(source, "export"):  # a run that is still training is not exported half-written
+        return _swap_export(output, write, what, source)
+
+
+def _swap_export(output: Path, write, what: str, source: Path) -> Path:
     """``write(staging)`` fills a staging folder beside ``output``; only if it succeeds does the folder replace
     ``output``, in one rename. A failure (or Ctrl-C) leaves the old ``output`` as it was."""
     staging, old = output.parent / f".{output.name}.export-new", output.parent / f".{output.name}.export-old"
@@ -161,6 +173,7 @@ def _atomic_export(output: Path, write, what: str, source: Path) -> Path:
     try:
         write(staging)
         write_export_marker(staging, what, source)
+        follow_umask(staging)
     except BaseException as e:
         shutil.rmtree(staging, ignore_errors=True)
         if isinstance(e, OSError):

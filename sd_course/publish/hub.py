@@ -46,7 +46,7 @@ import diffusers
 from huggingface_hub import HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-from sd_course.core.checkpoints import replace_link
+from sd_course.core.checkpoints import ReadLock, replace_link
 from sd_course.core.errors import InputError
 from sd_course.publish.cards import REPO_ID_RE, _read_config, card_for_folder
 
@@ -261,6 +261,12 @@ def push_folder(folder: str | Path, repo_id: str | None = None, private: bool = 
     repo_id = check_repo_id(repo_id or folder.name)
     _check_online()
     token = resolve_token(token, token_flag)
+    with ReadLock(folder, "push"):  # a run still training is not uploaded half-written
+        return _push(folder, repo_id, private, commit_message, token, show_progress)
+
+
+def _push(folder: Path, repo_id: str, private: bool, commit_message: str | None, token: str,
+          show_progress: bool = True) -> str:
     loaded = load_folder(folder)
     endpoint = constants.ENDPOINT
     api = HfApi(endpoint=endpoint, token=token)

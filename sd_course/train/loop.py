@@ -25,6 +25,7 @@ noise, timesteps, flips, captions) is a function of (seed, epoch or step, proces
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -51,7 +52,10 @@ from tqdm.auto import tqdm
 
 from sd_course import __version__
 from sd_course.core.checkpoints import (
+    LOCK_FILE,
+    FolderLock,
     fault,
+    follow_umask,
     list_checkpoints,
     prune_checkpoints,
     recover_pipeline,
@@ -140,7 +144,7 @@ def check_output_dir(cfg: TrainConfig) -> None:
     out = Path(cfg.output_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"--output_dir {out} is a file; pass a folder")
-    if not out.is_dir() or not any(out.iterdir()) or cfg.resume_from_checkpoint:
+    if not out.is_dir() or not any(p.name != LOCK_FILE for p in out.iterdir()) or cfg.resume_from_checkpoint:
         return
     if not cfg.overwrite_output_dir:
         raise InputError(f"--output_dir {out} already holds files (another run?). Pass --overwrite_output_dir to "
@@ -188,11 +192,28 @@ def cpu_has_native_bf16() -> bool:
 
 
 def train(cfg: TrainConfig, objective: Objective, evaluate: Optional[Callable] = None) -> Path:
-    """Train ``objective`` (built from ``cfg``); returns the output folder (a diffusers pipeline or model folder). ``evaluate(saveable) -> dict`` runs every ``cfg.eval_epochs`` epochs and its numbers go to the
-    logs (``sd_course/app/launch.py`` passes the metrics evaluator; the loop knows nothing of metrics)."""
+    """Train ``objective`` (built from ``cfg``); returns the output folder (a diffusers pipeline or model folder).
+    ``evaluate(saveable) -> dict`` runs every ``cfg.eval_epochs`` epochs and its numbers go to the logs
+    (``sd_course/app/launch.py`` passes the metrics evaluator; the loop knows nothing of metrics).
+
+    The output folder is locked for the whole run (:class:`FolderLock`, by the main process): a second training,
+    resume, export or push of it is refused with this run's PID."""
     cfg.validate()
     check_output_dir(cfg)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    with FolderLock(cfg.output_dir, "training") if main_process else contextlib.nullcontext():
+        return _train(cfg, objective, evaluate)
+
+
+def launcher_pid() -> Optional[int]:
+    """The PID of ``accelerate launch`` (or torchrun) when this process is its child, else None."""
+    launched = "ACCELERATE_MIXED_PRECISION" in os.environ or "LOCAL_RANK" in os.environ
+    return os.getppid() if launched else None
+
+
+def _train(cfg: TrainConfig, objective: Objective, evaluate: Optional[Callable]) -> Path:
     out = Path(cfg.output_dir)
+    launcher = launcher_pid()
     resume_path = resolve_checkpoint(out, cfg.resume_from_checkpoint) if cfg.resume_from_checkpoint else None
     accelerator, log_with = make_accelerator(cfg, out)
     if cfg.overwrite_output_dir and not cfg.resume_from_checkpoint and accelerator.is_main_process:
@@ -309,6 +330,13 @@ def train(cfg: TrainConfig, objective: Objective, evaluate: Optional[Callable] =
                 accelerator.log({k: v for k, v in record.items() if k != "step"}, step=global_step)
             if cfg.checkpointing_steps and global_step % cfg.checkpointing_steps == 0:
                 _save_checkpoint(accelerator, out, global_step, epoch, cfg.checkpoints_total_limit)
+            elif launcher is not None and os.getppid() != launcher:
+                # The launcher died (kill -9 of `accelerate launch`): nobody would see this run's output or errors.
+                # Leave a checkpoint of this very step, consistent, and stop: resume it with --resume_from_checkpoint.
+                _save_checkpoint(accelerator, out, global_step, epoch, cfg.checkpoints_total_limit)
+                logger.error(f"the launcher (PID {launcher}) is gone: saved checkpoint-{global_step} and stopped; "
+                             "continue with --resume_from_checkpoint latest")
+                raise SystemExit(3)
             fault(f"step:{global_step}")
             if global_step >= max_steps:
                 break
@@ -447,6 +475,7 @@ def _save_checkpoint(accelerator, out: Path, step: int, epoch: int, keep: Option
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / "training_state.json").write_text(json.dumps({"global_step": step, "epoch": epoch}))
+        follow_umask(tmp)
         replace_dir(tmp, final)
         logger.info(f"saved {final.name}")
         if keep is not None:
