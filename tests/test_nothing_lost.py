@@ -217,3 +217,22 @@ def test_weights_checkpoints_and_exports_follow_the_umask(run, tmp_path):
         assert set(modes.values()) == {"0o644"}, modes
     finally:
         os.umask(previous)
+
+
+def test_a_resume_killed_in_turn_resumes_again_to_the_same_weights(tmp_path):
+    """kill -9 of a run, then kill -9 of its resume: the second resume still ends bit-exact, and the checkpoint the
+    killed resume started from is kept until a newer one is complete."""
+    flags = dict(max_train_samples=48, train_batch_size=8, max_train_steps=6, checkpointing_steps=2,
+                 checkpoints_total_limit=2)
+    straight = train(tiny_run_args(tmp_path / "straight", **flags), objective_class=PixelDiffusion)
+    out = tmp_path / "run"
+    for kill_at, resume in ((3, None), (5, "latest")):
+        result = subprocess.run([sys.executable, ENTRY, *tiny_run_args(out, **flags, resume_from_checkpoint=resume)],
+                                capture_output=True, text=True, timeout=300, cwd=str(REPO),
+                                env={**os.environ, "SD_COURSE_FAULT": f"step:{kill_at}"})
+        assert result.returncode == -9, result.stderr[-2000:]
+        assert not (out / "model_index.json").exists()
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    train(tiny_run_args(out, **flags, resume_from_checkpoint="latest"), objective_class=PixelDiffusion)
+    name = "unet/diffusion_pytorch_model.safetensors"
+    assert (out / name).read_bytes() == (straight / name).read_bytes()

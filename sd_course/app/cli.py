@@ -381,19 +381,24 @@ def _add_demo(sub):
                        description="Start the Gradio app (pip install 'sd_course[demo]') on this machine, or write it "
                                    "out as a Hugging Face Space folder with --write_space.")
     p.add_argument("--model", action="append", default=None,
-                   help="a pipeline folder or Hub id to offer (repeatable; default: the shipped pipelines)")
+                   help="a pipeline folder or Hub id to offer besides the shipped ones (repeatable)")
+    p.add_argument("--no_shipped", action="store_true", help="offer only the --model ones")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to share on your network)")
     p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--concurrency", type=int, default=2, help="requests computed at once (the rest wait)")
+    p.add_argument("--max_queue", type=int, default=16,
+                   help="requests that may wait; beyond, a request is answered 'busy, try again' at once")
     p.add_argument("--write_space", default=None, metavar="DIR",
                    help="write app.py, requirements.txt and README.md of a Hugging Face Space to DIR and exit")
 
     def run(args):
         demo = deferred("sd_course.app.demo")
-
+        models = demo.models_on_offer(args.model, shipped=not args.no_shipped)
         if args.write_space:
-            print(f"wrote the Space to {demo.write_space(args.write_space, args.model)}")
+            print(f"wrote the Space to {demo.write_space(args.write_space, models)}")
             return
-        demo.launch(models=args.model, host=args.host, port=args.port)
+        demo.launch(models=models, host=args.host, port=args.port, concurrency=args.concurrency,
+                    max_queue=args.max_queue)
 
     p.set_defaults(func=run)
 

@@ -24,6 +24,7 @@ lays it out as a Space (``sdk: gradio``, ``app_file: app.py``) that runs as is.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
 import tempfile
@@ -57,9 +58,15 @@ from sd_course.pixel.pipeline import UnconditionalImagePipeline, generate, load_
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no calls home
 
-SHIPPED = ("pipelines/ddpm-mnist", "pipelines/ddpm-mnist-epoch10", "pipelines/ddpm-mnist-epoch1")
+SHIPPED = ("pipelines/ddpm-mnist", "pipelines/mini-sd-mnist", "pipelines/ddpm-mnist-epoch10",
+           "pipelines/ddpm-mnist-epoch1")
 ANALYTIC = "analytic:mnist"
+# What one request may ask for, and how many run and wait at once: a class shares one machine.
 MAX_IMAGES = 16
+MAX_STEPS = 250
+CONCURRENCY = 2  # requests computed at the same time (each uses the CPU's threads; more only queue inside torch)
+MAX_QUEUE = 16  # requests waiting; one more is answered "the demo is busy" at once instead of hanging
+logger = logging.getLogger("sd_course.demo")
 DIGITS = "builtin:mnist-2k:train"
 NUM_DIGITS = 100
 DIGIT_LABEL = "Digit (its number among the MNIST digits shipped with sd_course)"
@@ -85,6 +92,20 @@ def default_models() -> list[str]:
     found = [str(p) for p in (find_shipped(name) for name in SHIPPED) if p is not None and
              (p / "model_index.json").is_file()]
     return found + [ANALYTIC]
+
+
+def models_on_offer(extra: list[str] | None = None, shipped: bool = True) -> list[str]:
+    """``sd-course demo --model X``: the shipped models, then each ``--model`` (added, not instead), once each."""
+    models = default_models() if shipped else []
+    resolved = {str(Path(m).resolve()) for m in models if not m.startswith("analytic:")}
+    for model in extra or []:
+        key = str(Path(model).resolve()) if not str(model).startswith("analytic:") else str(model)
+        if str(model) not in models and key not in resolved:
+            models.append(str(model))
+            resolved.add(key)
+    if not models:
+        raise InputError("no model to offer: pass --model DIR (a pipeline folder), or drop --no_shipped")
+    return models
 
 
 def demo_tab(model: str) -> str | None:
@@ -163,10 +184,8 @@ def sample(store: ModelStore, label: str, scheduler: str, steps, seed, num_image
            guidance_scale: float = 4.0):
     """-> (grid PIL image, one-line description). InputError for anything the user can fix."""
     resolve_scheduler_name(scheduler)
-    check_steps_value(steps)
+    check_request(steps, num_images)
     num_images = check_positive_int(int(num_images), "num_images")
-    if num_images > MAX_IMAGES:
-        raise InputError(f"at most {MAX_IMAGES} images at a time in the demo (use `sd-course sample` for more)")
     seed = int(seed)
     text = store.is_text(label)
     if text and not str(prompt or "").strip():
@@ -191,9 +210,18 @@ def sample(store: ModelStore, label: str, scheduler: str, steps, seed, num_image
                   f"{seed}, {time.perf_counter() - start:.1f} s" + "".join(f". Note: {n}" for n in notes))
 
 
+def check_request(steps, num_images=1) -> None:
+    """The per-request cap: a shared demo answers everyone, so one request may not take the machine for minutes."""
+    check_steps_value(steps)
+    if int(num_images) > MAX_IMAGES:
+        raise InputError(f"at most {MAX_IMAGES} images at a time in the demo (use `sd-course sample` for more)")
+    if steps is not None and int(steps) > MAX_STEPS:
+        raise InputError(f"at most {MAX_STEPS} steps in the demo (use `sd-course sample` for more; 25 are usual)")
+
+
 def denoise(store: ModelStore, label: str, scheduler: str, steps, seed, num_images, gif_dir: str | Path):
     """-> (frames, GIF path, description): the reverse process, one frame per recorded model call (at most 60)."""
-    check_steps_value(steps)
+    check_request(steps, num_images)
     if store.is_text(label):
         raise InputError("the denoising view shows pixel-space models; choose a DDPM model")
     pipe = store.pipeline(label, scheduler)
@@ -246,7 +274,7 @@ def mask_of(name: str, size: int) -> torch.Tensor:
 
 def inpaint_digit(store: ModelStore, label: str, index, mask_name: str, scheduler: str, steps, seed):
     """-> (original | hidden part in grey | filled, description)."""
-    check_steps_value(steps)
+    check_request(steps)
     if store.is_text(label):
         raise InputError("inpainting here works with pixel-space models; choose a DDPM model")
     pipe = store.pipeline(label, scheduler)
@@ -273,10 +301,24 @@ def _scheduler_choices() -> list[tuple[str, str]]:
     return [(f"{info.alias} ({info.class_name})", info.alias) for info in SCHEDULERS]
 
 
-def build_demo(models: list[str] | None = None):
+def build_demo(models: list[str] | None = None, concurrency: int = CONCURRENCY, max_queue: int = MAX_QUEUE):
     """The ``gr.Blocks`` of the demo, for ``models`` (pipeline folders, Hub ids in the cache, ``analytic:NAME``;
     default: the shipped ones). ``build_demo().launch()`` starts it."""
     gr = _gradio()
+
+    class Slider(gr.Slider):
+        """gr.Slider whose out-of-range refusal is one line in the server's log, not a traceback (Gradio prints one
+        for every refusal of its own validation); the page shows the same message."""
+
+        def get_block_name(self) -> str:
+            return "slider"  # the same component in the browser
+
+        def preprocess(self, payload):
+            try:
+                return super().preprocess(payload)
+            except gr.Error as e:
+                logger.info(f"refused a request: {e.message}")
+                raise gr.Error(e.message, print_exception=False) from None
 
     store = ModelStore(models)
     gif_dir = Path(tempfile.mkdtemp(prefix="sd_course_demo_"))
@@ -290,6 +332,7 @@ def build_demo(models: list[str] | None = None):
             try:
                 return fn(*args, **kwargs)
             except InputError as e:
+                logger.info(f"refused a request: {e}")  # one line in the server's log, no traceback
                 raise gr.Error(str(e), duration=None, print_exception=False) from e  # stays until closed
 
         return wrapped
@@ -327,13 +370,13 @@ def build_demo(models: list[str] | None = None):
                 with gr.Column(scale=1):
                     model = gr.Dropdown(store.labels, value=first, label="Model", elem_id="sample-model")
                     scheduler = gr.Dropdown(schedulers, value="dpm++", label="Scheduler", elem_id="sample-scheduler")
-                    steps = gr.Slider(1, 1000, value=25, step=1, label="Steps", elem_id="sample-steps")
+                    steps = Slider(1, MAX_STEPS, value=25, step=1, label="Steps", elem_id="sample-steps")
                     seed = gr.Number(0, precision=0, label="Seed", elem_id="sample-seed")
-                    num_images = gr.Slider(1, MAX_IMAGES, value=8, step=1, label="Number of images",
+                    num_images = Slider(1, MAX_IMAGES, value=8, step=1, label="Number of images",
                                            elem_id="sample-num-images")
                     prompt = gr.Textbox("", label="Prompt", placeholder="a handwritten digit three",
                                         elem_id="sample-prompt", visible=store.is_text(first))
-                    guidance = gr.Slider(1, 15, value=4, step=0.5, label="Guidance scale",
+                    guidance = Slider(1, 15, value=4, step=0.5, label="Guidance scale",
                                          elem_id="sample-guidance", visible=store.is_text(first))
                     generate_button = gr.Button("Generate", variant="primary", elem_id="sample-generate")
                 with gr.Column(scale=2):
@@ -348,13 +391,13 @@ def build_demo(models: list[str] | None = None):
                 with gr.Column(scale=1):
                     d_model = gr.Dropdown(pixel, value=pixel[0], label="Model", elem_id="denoise-model")
                     d_scheduler = gr.Dropdown(schedulers, value="ddim", label="Scheduler", elem_id="denoise-scheduler")
-                    d_steps = gr.Slider(1, 1000, value=25, step=1, label="Steps")
+                    d_steps = Slider(1, MAX_STEPS, value=25, step=1, label="Steps")
                     d_seed = gr.Number(0, precision=0, label="Seed")
-                    d_num = gr.Slider(1, 8, value=4, step=1, label="Number of images")
+                    d_num = Slider(1, 8, value=4, step=1, label="Number of images")
                     d_button = gr.Button("Run the reverse process", variant="primary", elem_id="denoise-run")
                 with gr.Column(scale=2):
                     frames = gr.State([])
-                    position = gr.Slider(0, 1, value=0, step=1, label="Model call", interactive=False,
+                    position = Slider(0, 1, value=0, step=1, label="Model call", interactive=False,
                                          elem_id="denoise-position")
                     frame = gr.Image(label="top: x_t, bottom: predicted x_0", type="pil", format="png",
                                      interactive=False, elem_id="denoise-frame")
@@ -367,8 +410,8 @@ def build_demo(models: list[str] | None = None):
         with gr.Tab("Forward process"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    f_index = gr.Slider(0, NUM_DIGITS - 1, value=0, step=1, label=DIGIT_LABEL)
-                    f_t = gr.Slider(0, 999, value=250, step=1, label="t", elem_id="forward-t")
+                    f_index = Slider(0, NUM_DIGITS - 1, value=0, step=1, label=DIGIT_LABEL)
+                    f_t = Slider(0, 999, value=250, step=1, label="t", elem_id="forward-t")
                     f_schedule = gr.Dropdown(["linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid"],
                                              value="linear", label="Beta schedule")
                     f_seed = gr.Number(0, precision=0, label="Seed of the noise")
@@ -383,18 +426,20 @@ def build_demo(models: list[str] | None = None):
             with gr.Row():
                 with gr.Column(scale=1):
                     i_model = gr.Dropdown(pixel, value=pixel[0], label="Model")
-                    i_index = gr.Slider(0, NUM_DIGITS - 1, value=0, step=1, label=DIGIT_LABEL)
+                    i_index = Slider(0, NUM_DIGITS - 1, value=0, step=1, label=DIGIT_LABEL)
                     i_mask = gr.Dropdown(list(MASKS), value=MASKS[0], label="Hide")
                     i_scheduler = gr.Dropdown([("ddpm (DDPMScheduler)", "ddpm"), ("ddim (DDIMScheduler)", "ddim")],
                                               value="ddpm", label="Scheduler (stateless ones only)")
-                    i_steps = gr.Slider(10, 1000, value=50, step=10, label="Steps")
+                    i_steps = Slider(10, MAX_STEPS, value=50, step=10, label="Steps")
                     i_seed = gr.Number(0, precision=0, label="Seed")
                     i_button = gr.Button("Fill in", variant="primary", elem_id="inpaint-run")
                 with gr.Column(scale=2):
                     i_image = gr.Image(label="Inpainting", type="pil", format="png", interactive=False)
                     i_info = gr.Markdown()
             i_button.click(on_inpaint, [i_model, i_index, i_mask, i_scheduler, i_steps, i_seed], [i_image, i_info])
-    demo.queue(default_concurrency_limit=1)  # one CPU job at a time
+    # A bounded queue: CONCURRENCY jobs at a time, MAX_QUEUE waiting; Gradio answers a request beyond that at once
+    # with "the queue is full", which the page shows as an error to try again (benchmarks/demo_load.py measures it).
+    demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
     return demo
 
 
@@ -405,9 +450,13 @@ def _theme():
                              font_mono=["ui-monospace", "Consolas", "monospace"])
 
 
-def launch(models: list[str] | None = None, host: str = "127.0.0.1", port: int = 7860):
+def launch(models: list[str] | None = None, host: str = "127.0.0.1", port: int = 7860,
+           concurrency: int = CONCURRENCY, max_queue: int = MAX_QUEUE):
     """``sd-course demo``: build the page and serve it until Ctrl+C."""
-    demo = build_demo(models)
+    check_positive_int(concurrency, "concurrency")
+    check_positive_int(max_queue, "max_queue")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    demo = build_demo(models, concurrency, max_queue)
     print(f"sd-course demo: open http://{host}:{port} in your browser (Ctrl+C stops it)", flush=True)
     try:
         demo.launch(server_name=host, server_port=int(port), share=False, inbrowser=False, show_error=True,

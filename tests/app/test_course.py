@@ -12,10 +12,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from sd_course.app import course
 from sd_course.core.errors import InputError
-from conftest import REPO
 
 BLOCKS = textwrap.dedent('''\
     """A module.

@@ -80,7 +80,7 @@ def test_write_space_runs_as_is(tmp_path):
     from sd_course.app.cli import main
 
     space = tmp_path / "space"
-    assert main(["demo", "--write_space", str(space), "--model", "analytic:mnist"]) == 0
+    assert main(["demo", "--write_space", str(space), "--no_shipped", "--model", "analytic:mnist"]) == 0
     readme = (space / "README.md").read_text()
     assert readme.startswith("---\n") and "sdk: gradio" in readme and "app_file: app.py" in readme
     assert f"sdk_version: {gradio.__version__}" in readme
