@@ -306,19 +306,22 @@ def build_demo(models: list[str] | None = None, concurrency: int = CONCURRENCY, 
     default: the shipped ones). ``build_demo().launch()`` starts it."""
     gr = _gradio()
 
-    class Slider(gr.Slider):
+    def Slider(*args, **kwargs):
         """gr.Slider whose out-of-range refusal is one line in the server's log, not a traceback (Gradio prints one
-        for every refusal of its own validation); the page shows the same message."""
+        for every refusal of its own validation); the page shows the same message. (Wrapped, not subclassed: a
+        subclass of a Gradio component makes Gradio write a .pyi stub beside this file.)"""
+        slider = gr.Slider(*args, **kwargs)
+        check = slider.preprocess
 
-        def get_block_name(self) -> str:
-            return "slider"  # the same component in the browser
-
-        def preprocess(self, payload):
+        def preprocess(payload):
             try:
-                return super().preprocess(payload)
+                return check(payload)
             except gr.Error as e:
                 logger.info(f"refused a request: {e.message}")
                 raise gr.Error(e.message, print_exception=False) from None
+
+        slider.preprocess = preprocess
+        return slider
 
     store = ModelStore(models)
     gif_dir = Path(tempfile.mkdtemp(prefix="sd_course_demo_"))
