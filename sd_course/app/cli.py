@@ -92,12 +92,14 @@ def _add_trajectory(sub):
     p.add_argument("--steps", default=None, help="model-call indices for the strip instead, e.g. 0,10,25,-1")
     p.add_argument("--output_dir", default=".", help="writes <name>.png and <name>.gif here")
     p.add_argument("--name", default="trajectory", help="file name stem")
+    add_sample_arguments(p, ["device"])
 
     def run(args):
         write_trajectory = deferred("sd_course.app.figures").write_trajectory
 
         written = write_trajectory(args.model, args.scheduler, args.num_inference_steps, args.num_images, args.seed,
-                                   args.eta, args.num_frames, args.steps, args.output_dir, args.name)
+                                   args.eta, args.num_frames, args.steps, args.output_dir, args.name,
+                                   device=args.device)
         print(f"wrote {written['png']} and {written['gif']}")
 
     p.set_defaults(func=run)
@@ -239,7 +241,8 @@ def _add_export(sub):
     p.add_argument("--train_command", default=None, help="the command that trained it, shown in the card")
     p.add_argument("--load_path", default=None, help="the path or Hub id shown in the card's code (default: --output)")
     p.add_argument("--num_grid", type=int, default=64, help="images in samples.png")
-    add_sample_arguments(p, ["scheduler", "num_inference_steps", "seed"], scheduler="dpm++", num_inference_steps=25)
+    add_sample_arguments(p, ["scheduler", "num_inference_steps", "seed", "device"], scheduler="dpm++",
+                         num_inference_steps=25)
     p.add_argument("--template", default=None, help="another card template (default: model_cards/ddpm-unconditional.md)")
     p.add_argument("--ladder", default=None, help="the --output_dir of `sd-course compare` over the run's epoch "
                                                   "snapshots: its table and plot go into the card")
@@ -256,7 +259,7 @@ def _add_export(sub):
         if export.exports_text_to_image(args.run):
             out = export.export_text_to_image(args.run, args.output, args.metrics, args.guidance_sweep, args.vae_run,
                                               args.vae_metrics, args.dataset_id, args.license, args.load_path,
-                                              overwrite=args.overwrite)
+                                              overwrite=args.overwrite, device=args.device)
             print(f"wrote {out} (model cards: {out / 'README.md'}, {out / 'vae' / 'README.md'})")
             return
         out = export.export_pipeline(
@@ -264,7 +267,7 @@ def _add_export(sub):
             license=args.license, summary=args.summary, hardware=args.hardware, train_command=args.train_command,
             load_path=args.load_path, num_grid=args.num_grid, scheduler=args.scheduler,
             num_inference_steps=args.num_inference_steps, seed=args.seed, template=args.template,
-            ladder_dir=args.ladder, sampler_tables=args.samplers, overwrite=args.overwrite)
+            ladder_dir=args.ladder, sampler_tables=args.samplers, overwrite=args.overwrite, device=args.device)
         print(f"wrote {out} (model card: {out / 'README.md'})")
 
     p.set_defaults(func=run)
@@ -307,12 +310,13 @@ def _add_latents(sub):
     p.add_argument("--num_inference_steps", type=int, default=50, help="DDIM steps of inversion and generation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output_dir", default="figures/latents")
+    add_sample_arguments(p, ["device"])
 
     def run(args):
         write_latent_lesson = deferred("sd_course.latent.latent_space").write_latent_lesson
 
         numbers = write_latent_lesson(args.vae, args.model, args.output_dir, args.dataset, args.num_digits,
-                                      args.num_eval, args.num_inference_steps, args.seed)
+                                      args.num_eval, args.num_inference_steps, args.seed, device=args.device)
         rec = numbers["reconstruction"]
         print(f"{numbers['pixels_per_image']} pixels -> {numbers['latent_numbers_per_image']} latent numbers "
               f"({numbers['compression']:.2f}x); reconstruction MSE {rec['mse']:.5f}, PSNR {rec['psnr_db']:.1f} dB; "
@@ -340,12 +344,14 @@ def _add_inpaint(sub):
     p.add_argument("--resample", type=int, default=1,
                    help="RePaint resampling: repeat each step this many times, going back up one step in between")
     p.add_argument("--figure", default=None, help="also write original | mask | input | fills as one PNG")
+    add_sample_arguments(p, ["device"])
 
     def run(args):
         write_inpainting = deferred("sd_course.app.figures").write_inpainting
 
         written = write_inpainting(args.model, args.image, args.mask, args.output, args.scheduler,
-                                   args.num_inference_steps, args.num_images, args.seed, args.resample, args.figure)
+                                   args.num_inference_steps, args.num_images, args.seed, args.resample, args.figure,
+                                   device=args.device)
         for path in written.values():
             print(f"wrote {path}")
 
@@ -386,6 +392,7 @@ def _add_demo(sub):
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 to share on your network)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--concurrency", type=int, default=2, help="requests computed at once (the rest wait)")
+    add_sample_arguments(p, ["device"])
     p.add_argument("--max_queue", type=int, default=16,
                    help="requests that may wait; beyond, a request is answered 'busy, try again' at once")
     p.add_argument("--write_space", default=None, metavar="DIR",
@@ -398,7 +405,7 @@ def _add_demo(sub):
             print(f"wrote the Space to {demo.write_space(args.write_space, models)}")
             return
         demo.launch(models=models, host=args.host, port=args.port, concurrency=args.concurrency,
-                    max_queue=args.max_queue)
+                    max_queue=args.max_queue, device=args.device)
 
     p.set_defaults(func=run)
 

@@ -38,6 +38,7 @@ from diffusers import DDPMScheduler, StableDiffusionPipeline
 
 import sd_course
 from sd_course.core.data import load_images
+from sd_course.core.device import resolve_device
 from sd_course.core.errors import InputError, check_positive_int
 from sd_course.core.images import image_grid
 from sd_course.core.plots import evenly_spaced, trajectory_frame, trajectory_gif
@@ -120,7 +121,7 @@ def demo_tab(model: str) -> str | None:
 class ModelStore:
     """Labels -> model paths; each pipeline is loaded on first use and kept; a scheduler swap shares its modules."""
 
-    def __init__(self, models: list[str] | None = None):
+    def __init__(self, models: list[str] | None = None, device: str | None = "auto"):
         models = [str(m) for m in (models or default_models())]
         if not models:
             raise InputError("no model to show: pass --model DIR (a pipeline folder)")
@@ -131,6 +132,7 @@ class ModelStore:
                 label += "'"
             self.paths[label] = model
         self.kinds = {label: demo_tab(path) or "pixel" for label, path in self.paths.items()}
+        self.device = resolve_device(device)
         self._loaded: dict[str, object] = {}
         self._lock = threading.Lock()
 
@@ -151,9 +153,9 @@ class ModelStore:
             if label not in self._loaded:
                 path = self.paths[label]
                 if self.is_text(label):
-                    self._loaded[label] = _load_text_pipeline(StableDiffusionPipeline, path)
+                    self._loaded[label] = _load_text_pipeline(StableDiffusionPipeline, path).to(self.device)
                 else:
-                    self._loaded[label] = load_pipeline(path)
+                    self._loaded[label] = load_pipeline(path, device=str(self.device))
             return self._loaded[label]
 
     def pipeline(self, label: str, scheduler: str | None):
@@ -301,7 +303,8 @@ def _scheduler_choices() -> list[tuple[str, str]]:
     return [(f"{info.alias} ({info.class_name})", info.alias) for info in SCHEDULERS]
 
 
-def build_demo(models: list[str] | None = None, concurrency: int = CONCURRENCY, max_queue: int = MAX_QUEUE):
+def build_demo(models: list[str] | None = None, concurrency: int = CONCURRENCY, max_queue: int = MAX_QUEUE,
+               device: str | None = "auto"):
     """The ``gr.Blocks`` of the demo, for ``models`` (pipeline folders, Hub ids in the cache, ``analytic:NAME``;
     default: the shipped ones). ``build_demo().launch()`` starts it."""
     gr = _gradio()
@@ -323,7 +326,7 @@ def build_demo(models: list[str] | None = None, concurrency: int = CONCURRENCY, 
         slider.preprocess = preprocess
         return slider
 
-    store = ModelStore(models)
+    store = ModelStore(models, device)
     gif_dir = Path(tempfile.mkdtemp(prefix="sd_course_demo_"))
     schedulers = _scheduler_choices()
     first = store.labels[0]
@@ -454,12 +457,12 @@ def _theme():
 
 
 def launch(models: list[str] | None = None, host: str = "127.0.0.1", port: int = 7860,
-           concurrency: int = CONCURRENCY, max_queue: int = MAX_QUEUE):
+           concurrency: int = CONCURRENCY, max_queue: int = MAX_QUEUE, device: str | None = "auto"):
     """``sd-course demo``: build the page and serve it until Ctrl+C."""
     check_positive_int(concurrency, "concurrency")
     check_positive_int(max_queue, "max_queue")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    demo = build_demo(models, concurrency, max_queue)
+    demo = build_demo(models, concurrency, max_queue, device)
     print(f"sd-course demo: open http://{host}:{port} in your browser (Ctrl+C stops it)", flush=True)
     try:
         demo.launch(server_name=host, server_port=int(port), share=False, inbrowser=False, show_error=True,

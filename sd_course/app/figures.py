@@ -61,7 +61,8 @@ def write_samples(model=None, options: SampleOptions | None = None, num_images: 
 
 
 def write_trajectory(model=None, scheduler=None, num_inference_steps=None, num_images=4, seed=0, eta=None,
-                     num_frames=8, steps=None, output_dir=".", name="trajectory", show_progress=True) -> dict:
+                     num_frames=8, steps=None, output_dir=".", name="trajectory", show_progress=True,
+                     device: str | None = "auto") -> dict:
     """``sd-course trajectory``: ``<output_dir>/<name>.png`` (strip) and ``<name>.gif`` (animation).
 
     ``steps``: model-call indices to show in the strip (``"0,10,49"``; negative counts from the end), else
@@ -72,7 +73,7 @@ def write_trajectory(model=None, scheduler=None, num_inference_steps=None, num_i
     if int(num_frames) < 1:
         raise InputError(f"--num_frames must be at least 1, got {num_frames}")
     check_steps_value(num_inference_steps)
-    pipe = load_pipeline(model, scheduler)
+    pipe = load_pipeline(model, scheduler, device=device)
     record = record_trajectory(pipe, num_images, num_inference_steps, seed, eta=eta, show_progress=show_progress)
     frames = None
     if steps is not None:
@@ -126,7 +127,7 @@ def write_schedules(output="schedules.png", schedules="linear,scaled_linear,squa
 
 def write_inpainting(model=None, image=None, mask=None, output="inpainted.png", scheduler="ddpm",
                      num_inference_steps=None, num_images=1, seed=0, resample=1, figure=None,
-                     show_progress=True) -> dict:
+                     show_progress=True, device: str | None = "auto") -> dict:
     """``sd-course inpaint``: fill the white part of ``mask`` in ``image``; ``output`` gets the filled image (a grid of
     ``num_images`` fills, seeds ``seed``, ``seed + 1``, ...), ``figure`` (optional) original | mask | input | fills."""
     output = check_output_file(output)
@@ -135,7 +136,7 @@ def write_inpainting(model=None, image=None, mask=None, output="inpainted.png", 
     if int(num_images) < 1:
         raise InputError(f"--num_images must be at least 1, got {num_images}")
     check_steps_value(num_inference_steps)
-    pipe = load_pipeline(model, scheduler or "ddpm")
+    pipe = load_pipeline(model, scheduler or "ddpm", device=device)
     pixels, mask_tensor = load_inpaint_inputs(pipe, image, mask)
     fills = [inpaint(pipe, pixels, mask_tensor, num_inference_steps, seed=seed + k, resample=resample,
                      show_progress=show_progress) for k in range(int(num_images))]

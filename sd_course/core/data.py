@@ -79,7 +79,8 @@ def load_hf_dataset(
                 return _select_split(_load_from_disk(path), split, name)
             loader = dict(path=str(path))
         elif name.startswith((".", "/", "~")) or name.count("/") > 1:
-            raise InputError(f"dataset path {name!r} does not exist; check the path (it is read relative to {os.getcwd()})")
+            raise InputError(f"dataset path {name!r} does not exist (paths are read relative to {os.getcwd()}); pass "
+                             "ylecun/mnist (the Hub, online) or builtin:mnist-2k (2,000 digits bundled, offline)")
         else:
             loader = dict(path=name, name=dataset_config_name)  # a Hub id such as ylecun/mnist
     try:
@@ -89,7 +90,8 @@ def load_hf_dataset(
         raise InputError(
             f"could not load dataset {where!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}\n"
             "  Pass a Hub id (e.g. ylecun/mnist, zalando-datasets/fashion_mnist, uoft-cs/cifar10; needs internet or "
-            "the HF cache), a local folder of parquet files, a save_to_disk folder, or --train_data_dir for images."
+            "the HF cache), builtin:mnist-2k (2,000 MNIST digits bundled with the package: works offline), a local "
+            "folder of parquet files, a save_to_disk folder, or --train_data_dir for images."
         ) from e
     return _select_split(loaded, split, loader["path"])
 

@@ -216,14 +216,14 @@ def encode(vae, images: torch.Tensor, sample: bool = False, generator: torch.Gen
     """Images in [-1, 1] -> *scaled* latents ``scaling_factor * z`` (z = the posterior mean, or a sample)."""
     out = []
     for i in range(0, len(images), batch_size):
-        dist = vae.encode(images[i:i + batch_size]).latent_dist
-        out.append(dist.sample(generator) if sample else dist.mean)
+        dist = vae.encode(images[i:i + batch_size].to(vae.device, vae.dtype)).latent_dist
+        out.append((dist.sample(generator) if sample else dist.mean).cpu())  # on the CPU, wherever the VAE runs
     return torch.cat(out) * vae.config.scaling_factor
 
 
 @torch.no_grad()
 def decode(vae, latents: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Scaled latents -> images in [-1, 1] (clamped)."""
-    out = [vae.decode(latents[i:i + batch_size] / vae.config.scaling_factor).sample
+    out = [vae.decode((latents[i:i + batch_size] / vae.config.scaling_factor).to(vae.device, vae.dtype)).sample.cpu()
            for i in range(0, len(latents), batch_size)]
     return torch.cat(out).clamp(-1, 1)

@@ -33,6 +33,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from sd_course.core.data import load_images, to_model_range, to_uint8
+from sd_course.core.device import resolve_device
 from sd_course.core.errors import InputError
 from sd_course.core.images import check_output_dir, image_grid
 from sd_course.latent.autoencoder import decode, encode, load_vae, prepare_images
@@ -119,7 +120,9 @@ def _ddim_grid(pipe, num_inference_steps: int) -> tuple[list[int], torch.Tensor]
 
 def _x0_and_eps(pipe, x, t: int, alpha_bar):
     """The model's clean-image estimate and noise estimate at (x_t, t), whatever its prediction type."""
-    output = pipe.unet(x.float(), torch.full((x.shape[0],), t, dtype=torch.long)).sample.double()
+    device = pipe.unet.device
+    t_batch = torch.full((x.shape[0],), t, dtype=torch.long, device=device)
+    output = pipe.unet(x.float().to(device), t_batch).sample.double().cpu()
     x0 = x0_from_model_output(output, x, alpha_bar, pipe.scheduler.config.prediction_type)
     eps = (x - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()  # the forward formula solved for eps
     return x0, eps
@@ -169,7 +172,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
 
 def write_latent_lesson(vae_path: str | None = None, model: str | None = None, output_dir: str = "figures/latents",
                         dataset: str = "builtin:mnist-2k:train", num_digits: int = 6, num_eval: int = 1000,
-                        num_inference_steps: int = 50, seed: int = 0) -> dict:
+                        num_inference_steps: int = 50, seed: int = 0, device: str | None = "auto") -> dict:
     """All the figures and numbers of the lesson; returns the numbers (also written to latents.json).
 
     ``vae_path``: an AutoencoderKL folder or a text-to-image pipeline (default: the shipped one); ``model``: a pixel
@@ -179,7 +182,7 @@ def write_latent_lesson(vae_path: str | None = None, model: str | None = None, o
         if value <= 0:
             raise InputError(f"{name} must be positive, got {value}")
     out = check_output_dir(output_dir)
-    vae = load_vae(vae_path or default_vae_path())
+    vae = load_vae(vae_path or default_vae_path()).to(resolve_device(device))
     images, labels = load_images(dataset, num_images=max(num_eval, num_digits), show_progress=False)
     # One digit of each class first, so the figures show different digits.
     order = [int((labels == d).nonzero()[0]) for d in range(10) if (labels == d).any()] if labels is not None else []
@@ -198,7 +201,7 @@ def write_latent_lesson(vae_path: str | None = None, model: str | None = None, o
     image_grid(torch.cat([pixels, morph]), cols=len(pixels)).save(out / "interpolation.png")
 
     if model != "none":
-        pipe = load_pipeline(model)
+        pipe = load_pipeline(model, device=device)
         x0 = to_model_range(shown[:4]).float()
         x_T = ddim_invert(pipe, x0, num_inference_steps)
         back = ddim_generate(pipe, x_T, num_inference_steps)

@@ -33,6 +33,7 @@ from sd_course.core.checkpoints import (
     follow_umask,
     write_export_marker,
 )
+from sd_course.core.device import resolve_device
 from sd_course.core.errors import InputError
 from sd_course.core.images import save_grid
 from sd_course.core.plots import write_loss_plot
@@ -102,7 +103,7 @@ def export_pipeline(run_dir: str | Path, output: str | Path, metrics_json: str |
                     num_inference_steps: int = 25, seed: int = 0, template: str | Path | None = None,
                     limitations: str = DEFAULT_LIMITATIONS, ladder_dir: str | Path | None = None,
                     sampler_tables: list[str | Path] | None = None, show_progress: bool = True,
-                    overwrite: bool = False) -> Path:
+                    overwrite: bool = False, device: str | None = "auto") -> Path:
     """Copy ``run_dir``'s pipeline, logs, plots and a rendered card into ``output`` (atomically). ``ladder_dir``:
     the ``--output_dir`` of ``sd-course compare`` over the run's snapshots, copied as ``ladder.json``/``ladder.png``
     and tabulated in the card; without ``metrics_json``, the exported epoch's own row of the ladder is its metrics.
@@ -140,7 +141,7 @@ def export_pipeline(run_dir: str | Path, output: str | Path, metrics_json: str |
             (staging / "ladder.json").write_text(json.dumps(ladder, indent=2) + "\n")
             if (Path(ladder_dir) / "metrics_vs_epoch.png").is_file():
                 shutil.copy2(Path(ladder_dir) / "metrics_vs_epoch.png", staging / "ladder.png")
-        pipe = load_pipeline(str(staging), scheduler)
+        pipe = load_pipeline(str(staging), scheduler, device=device)
         images = generate(pipe, num_grid, batch_size=64, num_inference_steps=num_inference_steps, seed=seed,
                           show_progress=show_progress)
         save_grid(images, staging / "samples.png")
@@ -207,7 +208,8 @@ def export_text_to_image(run_dir: str | Path, output: str | Path, metrics_json: 
                          guidance_json: str | Path | None = None, vae_run: str | Path | None = None,
                          vae_metrics_json: str | Path | None = None, dataset_id: str | None = None,
                          license: str = "apache-2.0", load_path: str | None = None, seeds: int = 4,
-                         show_progress: bool = True, overwrite: bool = False) -> Path:
+                         show_progress: bool = True, overwrite: bool = False,
+                         device: str | None = "auto") -> Path:
     """Copy a text-to-image run (or snapshot) with its logs, a loss plot, a grid of the ten digits by prompt x
     ``seeds`` seeds and two cards (the pipeline's and its VAE's) into ``output``, atomically."""
     run = Path(run_dir)
@@ -233,7 +235,7 @@ def export_text_to_image(run_dir: str | Path, output: str | Path, metrics_json: 
                 (staging / name).write_text(json.dumps(value, indent=2) + "\n")
         write_loss_plot(staging / "loss.jsonl", staging / "loss.png", title=f"{output.name}: training loss")
         pipe = load_text_to_image_pipeline(str(staging))  # the folder's own scheduler, for the card
-        sampler = load_text_to_image_pipeline(str(staging), "dpm++")
+        sampler = load_text_to_image_pipeline(str(staging), "dpm++").to(resolve_device(device))
         prompts = [caption(d, "a handwritten digit {word}") for d in range(10)]
         rows = [generate_from_prompts(sampler, prompts, 1, 25, GRID_GUIDANCE, seed=seed) for seed in range(seeds)]
         save_grid(torch.cat(rows), staging / "samples.png", cols=10)
