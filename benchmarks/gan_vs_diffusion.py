@@ -35,7 +35,7 @@ import torch
 from sd_course.core.models import count_parameters
 from sd_course.evaluate.metrics import FEATURE_NAME, load_feature_extractor, prepare_reference, score_images
 from sd_course.gan.dcgan import GAN, GANConfig, generate, load_generator
-from sd_course.pixel.diffusion import DiffusionConfig
+from sd_course.pixel.diffusion import DiffusionConfig, PixelDiffusion
 from sd_course.pixel.pipeline import generate as sample_pipeline
 from sd_course.pixel.pipeline import load_pipeline
 from sd_course.train.loop import train
@@ -55,7 +55,7 @@ def config(kind: str, args, seed: int, output_dir: Path, steps: int):
 
 
 def run(kind: str, cfg) -> Path:
-    return train(cfg, GAN(cfg) if kind == "gan" else None)
+    return train(cfg, GAN(cfg) if kind == "gan" else PixelDiffusion(cfg))
 
 
 def seconds_per_step(kind: str, args, workdir: Path, steps: int = 30) -> float:

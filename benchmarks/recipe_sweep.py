@@ -41,6 +41,7 @@ import torch
 
 from sd_course.evaluate import evaluation, metrics
 from sd_course.pixel.diffusion import DiffusionConfig as TrainConfig
+from sd_course.pixel.diffusion import PixelDiffusion
 from sd_course.train.loop import train
 
 FAST = dict(train_batch_size=64, learning_rate=1e-3, lr_warmup_steps=100, mixed_precision="bf16", ema_max_decay=0.999)
@@ -92,7 +93,7 @@ def run_recipe(name: str, args, evaluator, workdir: Path) -> list[dict]:
     out = workdir / name
     cfg = recipe_config(name, args, out)
     if not finished(out, args.epochs):
-        train(cfg, evaluate=evaluator)
+        train(cfg, PixelDiffusion(cfg), evaluate=evaluator)
     losses = [json.loads(line) for line in (out / "logs" / "loss.jsonl").read_text().splitlines()]
     rows = []
     for record in map(json.loads, (out / "logs" / "eval.jsonl").read_text().splitlines()):

@@ -1,24 +1,28 @@
 """Training speed on this machine: our loop against a baseline that mirrors diffusers' example, in one run.
 
-    python benchmarks/train_throughput.py                         # mnist preset, fp32 and bf16, 40 steps of 64
-    python benchmarks/train_throughput.py --steps 100 --precisions bf16 --skip_baseline
-    python benchmarks/train_throughput.py --skip_baseline --precisions bf16 --variants plain,channels_last,compile,threads1
+    python benchmarks/train_throughput.py --preset mnist-small              # 3 interleaved rounds, fp32 and bf16
+    python benchmarks/train_throughput.py --preset mnist-small --rounds 5 --output_json throughput.json
+    python benchmarks/train_throughput.py --skip_baseline --precisions bf16 --variants plain,channels_last,compile
 
 * **ours**: ``sd_course.train.loop.train`` itself (images decoded once into a uint8 tensor, accelerate, EMA,
   logging), with snapshots and sample grids off, on the 2,000 MNIST digits shipped with the package.
 * **baseline**: the inner loop of diffusers' ``examples/unconditional_image_generation/train_unconditional.py``:
-  a ``datasets`` transform that turns every PIL image into a tensor at every step, fp32, an EMA update every step,
-  the same U-Net, optimiser and batch size.
+  a ``datasets`` transform that turns every PIL image into a tensor at every step, an EMA update every step, the
+  same U-Net, optimiser and batch size, at the same precision (bf16 through ``torch.autocast``, as accelerate does).
 
-Prints images/s for each (after 3 warm-up steps of the process, so that whichever runs first is not
-penalised for building the CPU kernels) and
-``speedup_vs_baseline: X.XX`` for the fastest of our precisions.
+The variants are timed in interleaved rounds (ours fp32, ours bf16, baseline fp32, baseline bf16, then again), so
+that a busy minute of a shared machine hits all of them alike; each prints its median images/s and the spread
+(min-max) over the rounds, the fraction of this machine's measured GEMM rate at that precision that the step
+reaches (a training step's FLOPs per image from torch's FLOP counter), and ``speedup_vs_baseline`` at each
+precision. The first lines name the machine: CPU model, native bf16 or not (AMX / AVX512-BF16), threads.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -26,10 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from sd_course.core.data import BUILTIN_DATASETS
 from sd_course.core.models import build_unet, count_parameters
 from sd_course.pixel.diffusion import DiffusionConfig as TrainConfig
+from sd_course.pixel.diffusion import PixelDiffusion
 from sd_course.train.loop import train
 
 
@@ -40,12 +46,12 @@ def measure_ours(precision: str, steps: int, batch_size: int, preset: str) -> di
             train_batch_size=batch_size, use_ema=True, save_images_epochs=0, save_model_epochs=0,
             checkpointing_steps=0, logger="none", output_dir=str(Path(tmp) / "run"),
         )
-        train(cfg)
+        train(cfg, PixelDiffusion(cfg))
         return json.loads((Path(tmp) / "run" / "train_summary.json").read_text())
 
 
-def measure_baseline(steps: int, batch_size: int, preset: str, resolution: int = 28) -> float:
-    """diffusers' example loop: PIL -> tensor per sample per step, fp32, EMA every step."""
+def measure_baseline(steps: int, batch_size: int, preset: str, resolution: int = 28, precision: str = "no") -> float:
+    """diffusers' example loop: PIL -> tensor per sample per step, EMA every step; bf16 by autocast if asked."""
     import datasets
     from diffusers import DDPMScheduler
     from diffusers.optimization import get_scheduler
@@ -75,7 +81,9 @@ def measure_baseline(steps: int, batch_size: int, preset: str, resolution: int =
             x0 = batch["input"]
             noise = torch.randn(x0.shape)
             t = torch.randint(0, 1000, (x0.shape[0],)).long()
-            loss = F.mse_loss(model(noise_scheduler.add_noise(x0, noise, t), t).sample, noise)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                prediction = model(noise_scheduler.add_noise(x0, noise, t), t).sample
+            loss = F.mse_loss(prediction.float(), noise)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -129,32 +137,98 @@ def measure_variant(variant: str, steps: int, batch_size: int, preset: str, reso
         torch.set_num_threads(threads)
 
 
+def gemm_rate(dtype: torch.dtype, n: int = 1024, seconds: float = 1.0) -> float:
+    """This machine's matrix-multiply rate (GFLOP/s) at ``dtype``, with torch's threads: what a step could reach."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    for _ in range(3):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * n ** 3 * count / (time.perf_counter() - start) / 1e9
+
+
+def step_flops_per_image(preset: str, resolution: int = 28) -> float:
+    """FLOPs of one training step (forward + backward) per image, from torch's FLOP counter."""
+    model = build_unet(preset, resolution, 1)
+    x = torch.randn(8, 1, resolution, resolution)
+    t = torch.randint(0, 1000, (8,))
+    with FlopCounterMode(display=False) as counter:
+        model(x, t).sample.float().pow(2).mean().backward()
+    return counter.get_total_flops() / 8
+
+
+def describe_cpu() -> str:
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    kind = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else "no native bf16"
+    return f"{name}, {kind}, {torch.get_num_threads()} threads"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=30, help="optimisation steps per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
     parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--preset", default="mnist")
+    parser.add_argument("--preset", default="mnist-small")
     parser.add_argument("--precisions", default="no,bf16", help="comma-separated: no (fp32), bf16")
     parser.add_argument("--skip_baseline", action="store_true")
     parser.add_argument("--variants", default="",
                         help="also time a bare bf16 step with one change: plain,channels_last,compile,fp32,threads1")
+    parser.add_argument("--output_json", default=None)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, preset {args.preset} "
-          f"({count_parameters(build_unet(args.preset)) / 1e6:.2f}M params), batch {args.batch_size}, {args.steps} steps")
+    precisions = args.precisions.split(",")
+    print(f"machine: {describe_cpu()}; torch {torch.__version__}")
+    print(f"preset {args.preset} ({count_parameters(build_unet(args.preset)) / 1e6:.2f}M params), batch "
+          f"{args.batch_size}, {args.steps} steps x {args.rounds} interleaved rounds")
+    flops = step_flops_per_image(args.preset)
+    rates = {p: gemm_rate(torch.bfloat16 if p == "bf16" else torch.float32) for p in precisions}
+    print(f"step: {flops / 1e9:.2f} GFLOP per image; GEMM " + ", ".join(
+        f"{'fp32' if p == 'no' else p} {r:.0f} GFLOP/s" for p, r in rates.items()))
     measure_baseline(3, args.batch_size, args.preset)  # warm-up: the first steps of a process build oneDNN kernels
-    ours = {}
-    for precision in args.precisions.split(","):
-        ours[precision] = measure_ours(precision, args.steps, args.batch_size, args.preset)["images_per_s"]
-        print(f"ours {'fp32' if precision == 'no' else precision:>5}: {ours[precision]:8.1f} images/s")
-    if "no" in ours and "bf16" in ours:
-        print(f"bf16_vs_fp32: {ours['bf16'] / ours['no']:.2f}")
-    if not args.skip_baseline:
-        baseline = measure_baseline(args.steps, args.batch_size, args.preset)
-        print(f"baseline fp32: {baseline:8.1f} images/s  (diffusers example loop)")
-        print(f"speedup_vs_baseline: {max(ours.values()) / baseline:.2f}")
+    runs = {}
+    for _ in range(args.rounds):
+        for precision in precisions:
+            runs.setdefault(("ours", precision), []).append(
+                measure_ours(precision, args.steps, args.batch_size, args.preset)["images_per_s"])
+            if not args.skip_baseline:
+                runs.setdefault(("baseline", precision), []).append(
+                    measure_baseline(args.steps, args.batch_size, args.preset, precision=precision))
+    rows = {}
+    for (loop, precision), values in runs.items():
+        median = statistics.median(values)
+        rows[f"{loop} {'fp32' if precision == 'no' else precision}"] = dict(
+            images_per_s=round(median, 1), spread=[round(min(values), 1), round(max(values), 1)],
+            fraction_of_gemm_rate=round(median * flops / 1e9 / rates[precision], 3))
+    for name, row in rows.items():
+        print(f"{name:>14}: {row['images_per_s']:8.1f} images/s (min-max {row['spread'][0]}-{row['spread'][1]}), "
+              f"{100 * row['fraction_of_gemm_rate']:.0f}% of the GEMM rate")
+    speedups = {}
+    for precision in precisions:
+        name = "fp32" if precision == "no" else precision
+        if f"baseline {name}" in rows:
+            speedups[name] = round(rows[f"ours {name}"]["images_per_s"] / rows[f"baseline {name}"]["images_per_s"], 2)
+            print(f"speedup_vs_baseline ({name}): {speedups[name]:.2f}")
+    if "ours fp32" in rows and "ours bf16" in rows:
+        print(f"bf16_vs_fp32 (ours): {rows['ours bf16']['images_per_s'] / rows['ours fp32']['images_per_s']:.2f}")
+    variants = {}
     for variant in filter(None, args.variants.split(",")):
-        print(f"bare step {variant:>13}: {measure_variant(variant, args.steps, args.batch_size, args.preset):8.1f} images/s",
-              flush=True)
+        variants[variant] = round(measure_variant(variant, args.steps, args.batch_size, args.preset), 1)
+        print(f"bare step {variant:>13}: {variants[variant]:8.1f} images/s", flush=True)
+    if args.output_json:
+        Path(args.output_json).write_text(json.dumps(dict(
+            machine=describe_cpu(), torch=torch.__version__, preset=args.preset, batch_size=args.batch_size,
+            steps=args.steps, rounds=args.rounds, gflop_per_image=round(flops / 1e9, 3),
+            gemm_gflops={("fp32" if p == "no" else p): round(r, 1) for p, r in rates.items()}, rows=rows,
+            speedup_vs_baseline=speedups, bare_step_variants=variants), indent=2) + "\n")
 
 
 if __name__ == "__main__":

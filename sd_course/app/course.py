@@ -333,7 +333,7 @@ def _need_checkout(root: Path) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 HANDOUT_FILES = ("setup.cfg", "pyproject.toml", "MANIFEST.in", "README.md")
-HANDOUT_DIRS = ("sd_course", "training", "docs", "model_cards", "benchmarks")
+HANDOUT_DIRS = ("sd_course", "training", "docs", "model_cards", "benchmarks", "notebooks")
 HANDOUT_SKIP = ("benchmarks/README.md",)  # our measured numbers: the students measure their own
 HANDOUT_NOTE = """\
 # Student handout
@@ -440,6 +440,27 @@ def _without_pipelines(setup_cfg: str) -> str:
                    if not re.match(r"\s*share/sd_course/pipelines", line))
 
 
+NOTEBOOK_ANSWER = "# **A:**"  # a markdown cell of a jupytext percent notebook that holds an answer starts so
+
+
+def strip_notebook_answers(text: str) -> tuple[str, int]:
+    """A jupytext percent notebook with the body of every answer cell (a markdown cell whose first line is
+    ``# **A:** ...``) replaced by ``# **A:** (your answer here)``; questions, code and outputs-to-be stay.
+    Returns (text, answers removed)."""
+    lines, out, removed, i = text.splitlines(keepends=True), [], 0, 0
+    while i < len(lines):
+        line = lines[i]
+        out.append(line)
+        i += 1
+        if line.startswith("# %% [markdown]") and i < len(lines) and lines[i].startswith(NOTEBOOK_ANSWER):
+            out.append(f"{NOTEBOOK_ANSWER} (your answer here)\n")
+            removed += 1
+            while i < len(lines) and not lines[i].startswith("# %%"):  # the rest of the cell goes
+                i += 1
+            out.append("\n")
+    return "".join(out), removed
+
+
 def write_handout(output_dir, pipelines: bool = True, overwrite: bool = False, root: Path = ROOT) -> dict:
     """``sd-course handout``: copy the project into ``output_dir`` with every answer removed; returns a summary.
 
@@ -453,9 +474,12 @@ def write_handout(output_dir, pipelines: bool = True, overwrite: bool = False, r
         raise InputError(f"--output_dir {str(out)!r} is inside the project's own sources; write the handout "
                          "elsewhere, e.g. --output_dir ../handout")
     if out.exists() and any(out.iterdir()):
+        if not (out / "HANDOUT.md").is_file():  # only ever replace what an earlier `sd-course handout` wrote
+            raise InputError(f"--output_dir {str(out)!r} holds files that `sd-course handout` did not write; it never "
+                             "deletes them (not even with --overwrite): choose an empty or new folder")
         if not overwrite:
-            raise InputError(f"--output_dir {str(out)!r} is not empty; pass --overwrite to replace it, or another "
-                             "folder")
+            raise InputError(f"--output_dir {str(out)!r} holds an earlier handout; pass --overwrite to replace it, or "
+                             "another folder")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = dict(output_dir=str(out), files=0, answers_removed=0, docs_left_out=[], pipelines=pipelines)
@@ -481,6 +505,11 @@ def write_handout(output_dir, pipelines: bool = True, overwrite: bool = False, r
         if rel in HANDOUT_SKIP:
             file.unlink()
             summary["docs_left_out"].append(rel)
+        elif file.suffix == ".py" and rel.startswith("notebooks/"):
+            text = file.read_text(encoding="utf-8")
+            stripped, removed = strip_notebook_answers(text)
+            summary["answers_removed"] += removed
+            file.write_text(stripped, encoding="utf-8")
         elif file.suffix == ".py":
             text = file.read_text(encoding="utf-8")
             stripped = strip_python_answers(text, rel)

@@ -19,7 +19,7 @@ import yaml
 
 from sd_course.core.errors import InputError
 
-MIXED_PRECISION = ("no", "bf16", "fp16")
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
 
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
@@ -66,7 +66,9 @@ class TrainConfig:
     adam_weight_decay: float = option(1e-6, "AdamW weight decay")
     adam_epsilon: float = option(1e-8, "AdamW epsilon")
     max_grad_norm: float = option(1.0, "gradient clipping (L2 norm)")
-    mixed_precision: str = option("no", "autocast precision (bf16 is fast on recent CPUs)", choices=MIXED_PRECISION)
+    mixed_precision: str = option("no", "autocast precision: auto (bf16 where the hardware computes it natively: CPUs "
+                                        "with AMX or AVX512-BF16, GPUs with bf16; else fp32), no (fp32), bf16, fp16",
+                                  choices=MIXED_PRECISION)
     use_ema: bool = option(False, "keep an exponential moving average of the weights; the saved model holds it")
     ema_max_decay: float = option(0.9999, "upper bound of the EMA decay")
     ema_inv_gamma: float = option(1.0, "EMA warm-up: decay = 1 - (1 + step / inv_gamma) ** -power")

@@ -65,7 +65,7 @@ from sd_course.core.checkpoints import (
     save_pipeline_snapshot,
 )
 from sd_course.core.errors import InputError
-from sd_course.core.models import count_parameters
+from sd_course.core.models import count_parameters, use_bmm_attention
 from sd_course.train.config import TrainConfig
 
 logger = logging.getLogger("sd_course.train.loop")
@@ -156,10 +156,11 @@ def make_accelerator(cfg: TrainConfig, out: Path):
     ``accelerate launch --multi_gpu --num_processes 2`` really trains data-parallel on CPU cores (gloo)."""
     use_cpu = not (torch.cuda.is_available() or torch.backends.mps.is_available())
     log_with = "tensorboard" if cfg.logger == "tensorboard" and _has_tensorboard() else None
+    precision = resolve_mixed_precision(cfg.mixed_precision, use_cpu)
     accelerator = Accelerator(
         cpu=use_cpu,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        mixed_precision=cfg.mixed_precision,
+        mixed_precision=precision,
         log_with=log_with,
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / cfg.logging_dir)),
     )
@@ -174,12 +175,28 @@ def make_accelerator(cfg: TrainConfig, out: Path):
         logger.warning(f"training on {torch.get_num_threads()} of {cores} CPU cores (OMP_NUM_THREADS="
                        f"{os.environ.get('OMP_NUM_THREADS')}); for full speed launch with "
                        f"`accelerate launch --num_cpu_threads_per_process {cores} ...` or set OMP_NUM_THREADS={cores}")
+    if cfg.mixed_precision == "auto":
+        logger.info(f"--mixed_precision auto: {precision} on this {'CPU' if use_cpu else 'GPU'} ("
+                    + ("native bf16" if precision == "bf16" else "no native bf16: fp32") + ")")
     if use_cpu and cfg.mixed_precision == "bf16" and not cpu_has_native_bf16():
         # Without AVX512-BF16 or AMX, oneDNN emulates bf16 in fp32 and converts every tensor twice: a training
         # step of the `mnist-small` U-Net ran at 23 images/s in bf16 against 64 in fp32 (benchmarks/README.md).
         logger.warning("--mixed_precision bf16 on a CPU without native bf16 (AVX512-BF16 or AMX): each step is ~3x "
                        "slower than fp32 here; pass --mixed_precision no")
     return accelerator, log_with
+
+
+def resolve_mixed_precision(requested: str, use_cpu: bool) -> str:
+    """``auto`` -> ``bf16`` where the hardware computes bf16 natively (a CPU with AMX or AVX512-BF16: 1.5-2.2x the
+    fp32 speed; a CUDA GPU that supports bf16), else ``no`` (fp32: emulated bf16 is ~3x slower). Other values as
+    given."""
+    if requested != "auto":
+        return requested
+    if use_cpu:
+        return "bf16" if cpu_has_native_bf16() else "no"
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    return "no"  # Apple's mps: fp32 (bf16 autocast there is neither reliably supported nor measured here)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -223,6 +240,8 @@ def _train(cfg: TrainConfig, objective: Objective, evaluate: Optional[Callable])
     # ---- data and model (the objective's), optimiser and schedule (shared) -------------------------------------------
     set_seed(cfg.seed)  # the initial weights depend on the seed only
     dataset, info, model = objective.build(accelerator)
+    if accelerator.device.type == "cpu":
+        use_bmm_attention(model)  # the fused CPU attention kernel is slow to train in bf16 (core/models.py)
     ema = None
     if cfg.use_ema:
         # foreach: one fused update over all tensors instead of a Python loop over ~200 of them (same arithmetic,
@@ -368,7 +387,7 @@ def _train(cfg: TrainConfig, objective: Objective, evaluate: Optional[Callable])
             "objective": objective.name,
             "global_step": global_step, "epochs": num_epochs, "final_loss": loss_value,
             "num_images": info.num_images, "num_parameters": n_params, "num_processes": accelerator.num_processes,
-            "mixed_precision": cfg.mixed_precision, "wall_clock_s": round(elapsed, 2),
+            "mixed_precision": accelerator.mixed_precision, "wall_clock_s": round(elapsed, 2),
             "resumed_from_step": start_step or None,  # wall_clock_s covers this last session only
             "train_seconds": round(train_seconds, 2),
             "images_per_s": round(images_done / loop_seconds, 2) if global_step > start_step else None,

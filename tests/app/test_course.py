@@ -236,3 +236,23 @@ def test_lab_quick_commands_run_as_written(tmp_path):
             args[0] = sys.executable
         result = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
         assert result.returncode == 0, f"{command}\n{result.stderr[-2000:]}"
+
+
+def test_notebook_answers_are_stripped_and_questions_kept():
+    notebook = ("# %% [markdown]\n# **Q:** Why many small steps?\n\n# %% [markdown]\n# **A:** Because a one-shot "
+                "denoiser predicts the mean.\n# More of the answer.\n\n# %%\nprint('code stays')\n")
+    stripped, removed = course.strip_notebook_answers(notebook)
+    assert removed == 1
+    assert "**Q:** Why many small steps?" in stripped and "print('code stays')" in stripped
+    assert "predicts the mean" not in stripped and "More of the answer" not in stripped
+    assert "# **A:** (your answer here)" in stripped
+
+
+def test_handout_never_deletes_a_folder_it_did_not_write(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.md").write_text("my notes")
+    for overwrite in (False, True):
+        with pytest.raises(InputError, match="did not write"):
+            course.write_handout(mine, pipelines=False, overwrite=overwrite)
+    assert (mine / "notes.md").read_text() == "my notes"

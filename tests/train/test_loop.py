@@ -291,3 +291,18 @@ def test_bf16_on_a_cpu_without_native_bf16_warns_and_names_the_fix(tmp_path, mon
     warned = "--mixed_precision no" in caplog.text
     assert warned != native, caplog.text
     assert ("no native bf16" in training.describe_hardware(torch.device("cpu"))) != native
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "no")])
+def test_mixed_precision_auto_is_bf16_only_where_the_cpu_computes_it(tmp_path, monkeypatch, native, expected):
+    """--mixed_precision auto (the recipes' default): bf16 on a CPU with AMX or AVX512-BF16, fp32 elsewhere; the run
+    records what it used."""
+    from sd_course.train import loop
+
+    monkeypatch.setattr(loop, "cpu_has_native_bf16", lambda: native)
+    assert loop.resolve_mixed_precision("auto", use_cpu=True) == expected
+    assert loop.resolve_mixed_precision("no", use_cpu=True) == "no"
+    out = tmp_path / "run"
+    main(tiny_run_args(out, max_train_steps=1, mixed_precision="auto"))
+    assert json.loads((out / "train_summary.json").read_text())["mixed_precision"] == expected
+    assert json.loads((out / "training_config.json").read_text())["mixed_precision"] == "auto"
