@@ -19,17 +19,27 @@ A: The forward process adds a little noise per step, ``q(x_t | x_{t-1}) = N(sqrt
    image's variance still left at step t. ``beta_t`` is only its (tiny, hard to read) rate of change.
    ``sd-course schedules --output schedules.png`` plots both, and the log signal-to-noise ratio
    ``log SNR_t = log(abar_t / (1 - abar_t))``, which is the most telling axis: a schedule is a way of spending the
-   T steps over the log-SNR range, and the steps spent where log-SNR is far above +5 (nothing visible happens) or far
-   below -5 (nothing is left to destroy) are wasted on training.
+   T steps over the log-SNR range. Which part of that range matters is a question about whole images, not pixels.
+   At the top, log-SNR +5 still leaves noise of std exp(-2.5) = 0.08 in the model's [-1, 1] range (10 grey levels of
+   255); the noise falls below one grey level only above log-SNR 9.7, about where the linear (9.2) and the cosine
+   (10.1) schedules start. At the bottom, a per-pixel SNR far below 1 can still decide the digit, because the
+   decision pools all 784 pixels: two of analytic:mnist's 16 digits lie a median distance d = 19.9 apart, and
+   ``x_t / sqrt(abar_t) = x_0 + sigma_t eps`` tells them apart while ``d / sigma_t = d sqrt(SNR_t)`` is above ~1, i.e.
+   down to log-SNR ~ -6. The analytic trajectory (``sd-course trajectory --model analytic:mnist``) commits to its
+   digit near t = 560 of the linear schedule, where abar_t = 0.041 (log-SNR -3.2, d / sigma_t = 4.1). Only below
+   log-SNR ~ -6 (t >= 769 linear, t >= 968 cosine) is a typical pair of digits less than one noise std apart.
 Cmd: sd-course schedules --output schedules.png
 Fig: schedules.png
 
 Q: Linear, scaled_linear, squaredcos_cap_v2 (cosine), sigmoid: how do they differ?
 A: * ``linear`` (Ho et al. 2020): beta from 1e-4 to 0.02. At 28x28 or 32x32 it destroys the image early: abar_t is
-     already below 0.05 at t = 542 of 1000, so the last ~45% of the steps are spent on almost pure noise.
+     below 0.05 from t = 542 of 1000. That is not yet pure noise for a whole digit (the analytic trajectory decides
+     its digit near t = 560, abar_t = 0.041: see the question above), but from t = 769 (log-SNR < -6) two typical
+     digits are less than one noise std apart, so the last ~23% of the steps are spent on almost pure noise.
    * ``squaredcos_cap_v2`` (Nichol & Dhariwal 2021, "improved DDPM"): abar_t = cos^2((t/T + s)/(1 + s) * pi/2), so
-     log-SNR falls almost linearly in t and every step does a similar amount of work; better likelihood and samples
-     at low resolution. Its betas are capped at 0.999, so abar_T = 2e-9: truly pure noise at the end.
+     log-SNR falls almost linearly in t over most of the range (steeply in the first and last few percent of the
+     steps); better likelihood and samples at low resolution. Its betas are capped at 0.999, so abar_T = 2e-9
+     (log-SNR -19.8, sigma_T = 20,291): truly pure noise at the end. The shipped model uses it.
    * ``scaled_linear`` (Stable Diffusion): linear in sqrt(beta). It is meant for the 4x64x64 *latents* of a VAE,
      with its own betas (0.00085 to 0.012). With DDPMScheduler's default betas (1e-4 to 0.02), as in
      ``sd-course schedules``, beta grows more slowly: abar_t stays above 0.05 until t = 727 and ends at
@@ -40,18 +50,26 @@ Cmd: sd-course forward --beta_schedule squaredcos_cap_v2 --output forward_cosine
 Fig: schedules.png
 
 Q: Why can a model trained with the DDPM schedule be sampled by Euler, Heun, DPM-Solver++ ...?
-A: Training teaches the network one thing: the noise (equivalently the score ``-eps / sqrt(1-abar_t)`` or the clean
-   image) at every noise level. All samplers integrate the same reverse-time process, the SDE of Song et al. 2021
-   or its deterministic "probability-flow" ODE, with that network as the vector field. They differ only in the
-   numerical method: DDPM (ancestral, 1 call per step, needs ~1000 steps), DDIM (the ODE with a first-order
-   exponential integrator, ~50 steps), Euler/Heun (first/second order on the ODE in the variance-exploding form,
-   Karras et al. 2022), DPM-Solver(++)/UniPC/DEIS (higher-order exponential integrators, ~20-25 steps).
+A: Training teaches the network one thing: the posterior mean of the noise (equivalently of the clean image or of v,
+   and so the score ``-E[eps | x_t] / sqrt(1-abar_t)``) at every noise level. Every sampler integrates one of two
+   reverse-time equations with the same marginals p_t (Song et al. 2021; docs/derivations.md section 4): the
+   reverse SDE (DDPM, Euler-ancestral, KDPM2-ancestral, DPM++ SDE, DPM++ 2M SDE, DDIM with eta > 0) or its
+   deterministic "probability-flow" ODE (all the others). Both need only the score, which is why one network serves
+   all of them. They differ in the equation and the numerical method: DDPM (Euler-Maruyama on the SDE, 1 call per
+   step, ~1000 steps), DDIM (one Euler step per call of the ODE in the variance-exploding variables x_t /
+   sqrt(abar_t) and sigma_t, which is a first-order exponential integrator in x_t, ~50 steps), Euler/Heun
+   (first/second order on that same ODE, Karras et al. 2022), DPM-Solver(++)/UniPC/DEIS (higher-order exponential
+   integrators, ~20-25 steps).
 Cmd: sd-course sample --scheduler heun --num_images 16 --output heun.png
 Fig: heun.png
 
-Q: Why do the "sigma" schedulers (Euler, Heun, LMS, KDPM2, EDM) start from noise with std ~ 157, not 1?
+Q: Why do the "sigma" schedulers (Euler, Heun, LMS, KDPM2, EDM) start from noise with a std far above 1 (157 for
+   the linear schedule, 20,291 for the shipped cosine model)?
 A: They work in the variance-exploding parametrisation (Karras et al. 2022): ``x_ve = x_t / sqrt(abar_t)
-   = x_0 + sigma_t eps`` with ``sigma_t = sqrt((1 - abar_t) / abar_t)``; for the linear schedule sigma_T ~ 157. Their
+   = x_0 + sigma_t eps`` with ``sigma_t = sqrt((1 - abar_t) / abar_t)``. For the linear schedule sigma_T = 157; for the
+   shipped model's cosine schedule, whose abar_T is 2.4e-9, sigma_T = 20,291, and "trailing" spacing starts Euler,
+   Euler-ancestral, LMS and KDPM2 there (Heun and KDPM2-ancestral, kept on "leading", start at t = 960, sigma 16.4;
+   EDM-Euler keeps its own range, sigma_max = 80). Their
    ``init_noise_sigma`` says how to scale the initial N(0, I) noise, and ``scale_model_input`` maps x_ve back to the
    ``x_t = x_ve / sqrt(1 + sigma^2)`` that the network was trained on. A pipeline that skips either (as diffusers'
    ``DDPMPipeline`` does) feeds the network inputs it never saw: see ``sd_course/pixel/pipeline.py``.
@@ -81,20 +99,22 @@ A: The scheduler config's ``timestep_spacing`` decides. ``"leading"``, DDPMSched
    counts back from T - 1 (999, 959, ..., 39), so the first step is taken where the input really is pure noise
    (Lin et al. 2023, "Common diffusion noise schedules and sample steps are flawed", section 3.3). Measured on the
    6-epoch model (n = 200, the same starting noises): DPM-Solver++ 25 steps FID 46.0 -> 40.2 and UniPC 25 steps
-   43.8 -> 38.5, while DDIM, Euler and Euler-ancestral at 50 steps, which start at t = 980 either way, moved within
-   the noise of this n (43.3 / 43.9, 39.1 / 40.3, 30.8 / 32.6). On the 10-epoch model (n = 1,000) DPM-Solver++ 25
-   steps: FID 26.0 -> 22.6, and the 1s, too rare with "leading" (6.1%), came back (9.0%); on the 16-epoch model
-   24.5 -> 22.0. Training saves
-   ``"trailing"`` (``--timestep_spacing``, sd_course/pixel/diffusion.py), so the samplers swapped in with ``from_config``
-   inherit it, except two that it breaks: Heun and KDPM2-ancestral scored FID 420 and 113 with it (their first step
-   spans sigma 20,291 -> 16), so ``make_scheduler`` keeps them on "leading" (``LEADING_ONLY`` below).
+   43.8 -> 38.5, while DDIM, Euler and Euler-ancestral at 50 steps moved within the noise of this n (43.3 / 43.9,
+   39.1 / 40.3, 30.8 / 32.6): at 50 steps "leading" starts at t = 980 and "trailing" at t = 999 (``set_timesteps(50)``),
+   and at t = 980 the cosine schedule leaves only sqrt(abar_980) = 0.030 of the image, against 0.076 at t = 950.
+   On the 10-epoch model (n = 1,000) DPM-Solver++ 25 steps: FID 26.0 -> 22.6, and the 1s, too rare with "leading"
+   (6.1%), came back (9.0%); on the 16-epoch model 24.5 -> 22.0. Training saves ``"trailing"``
+   (``--timestep_spacing``, sd_course/pixel/diffusion.py), so the samplers swapped in with ``from_config`` inherit it,
+   except two that it breaks: Heun and KDPM2-ancestral scored FID 420 and 113 with it (their first step spans
+   sigma 20,291 -> 16), so ``make_scheduler`` keeps them on "leading" (``LEADING_ONLY`` below).
 Cmd: python benchmarks/scheduler_table.py --schedulers dpm++,unipc,ddim,euler,euler-a --timestep_spacing leading,trailing --reference ../shared/data/mnist:test --num_samples 200 --batch_size 200
 
 Q: What happens if we change the noise schedule?
 A: Two different things, depending on when. *In training*, t is drawn uniformly, so the schedule decides how many
-   training examples (and sampling steps) fall at each noise level. The linear schedule spends ~45% of its steps
-   at abar_t < 0.05 (t >= 542: almost pure noise for a 28x28 digit); cosine spreads them evenly in log-SNR and
-   ends at abar_T = 2e-9; scaled_linear with these betas ends at abar_T = 7e-4, so its "pure noise" at t = T still
+   training examples (and sampling steps) fall at each noise level. The linear schedule spends 46% of its steps
+   at abar_t < 0.05 (t >= 542), which still decides the digit (near t = 560 in the analytic trajectory), and 23%
+   below log-SNR -6 (t >= 769), where two typical digits are less than one noise std apart; cosine spreads them
+   nearly evenly in log-SNR (steep only at both ends) and ends at abar_T = 2e-9; scaled_linear with these betas ends at abar_T = 7e-4, so its "pure noise" at t = T still
    holds a trace of the image that sampling, which starts from N(0, I), never reproduces.
    ``sd-course forward --beta_schedule NAME`` shows what each leaves of a digit at each t. Measured
    (benchmarks/noise_schedules.py: the same 0.99M U-Net, v-prediction, 314 steps on 10,000 digits, only the
@@ -104,8 +124,9 @@ A: Two different things, depending on when. *In training*, t is drawn uniformly,
    model collapsed to one class: the prediction target matters more than the schedule. *In sampling*, a schedule
    other than the one the model was trained with tells the network the wrong noise level for its input: the
    shipped cosine model scores FID 46.0 with its own betas, 92.6 with scaled_linear's, 140.3 with sigmoid's,
-   264.4 with linear's (n = 200); Heun built with Stable Diffusion's betas (the from_config trap of
-   docs/sampling.md) starts from sigma_max 25 instead of the model's 157 and fails the 250-step exactness test.
+   264.4 with linear's (n = 200); Heun built in memory from a linear-schedule model's config takes Stable Diffusion's
+   betas (the from_config trap of docs/sampling.md), starts from sigma_max 25 instead of that model's 157 and fails
+   the 250-step exactness test (a folder read from disk, like the shipped one, states every key and is safe).
    That is why every scheduler here is held to the model's schedule.
 Cmd: sd-course forward --beta_schedule squaredcos_cap_v2 --output forward_cosine.png
 Cmd: sd-course schedules --output schedules.png

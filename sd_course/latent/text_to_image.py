@@ -21,21 +21,37 @@ One training step (the diffusion step of sd_course/pixel/diffusion.py, in latent
     loss = || eps - eps_theta(z_t, t, text_encoder(c)) ||^2
 
 Q: How does the U-Net function as a denoiser within the Stable Diffusion framework?
-A: Exactly as in pixel space (it predicts the noise in z_t, sd_course/pixel/diffusion.py), with two changes: it denoises
-   the VAE's latents instead of pixels (4x8x8 numbers instead of 1x32x32, so every step is cheaper), and each of its
-   cross-attention blocks lets the image features look at the caption: queries come from the U-Net's feature map
-   (one per latent position), keys and values from the text encoder's token vectors, so every position mixes in
-   the tokens that matter to it ("seven" for the stroke of a 7). With the empty caption, the same network gives the
-   unconditional prediction, which classifier-free guidance needs.
+A: Exactly as in pixel space (sd_course/pixel/diffusion.py), with two changes: it denoises the VAE's latents instead
+   of pixels, and it reads the caption. In the shipped ``pipelines/mini-sd-mnist`` (its unet/ and scheduler/ configs)
+   it is a ``UNet2DConditionModel`` of 5.8M parameters on 4x8x8 latents (a 28x28 digit padded to 32x32 and encoded
+   with f = 4): two levels, 64 channels at 8x8 and 128 at 4x4, two residual blocks per level. It predicts the noise
+   (``prediction_type: epsilon``) under the cosine schedule (``squaredcos_cap_v2``, T = 1000), with no clipping of
+   x0_hat (``clip_sample: false``: latents are not confined to [-1, 1]) and "leading" step placement
+   (``steps_offset: 1``). The caption enters through cross-attention, only at the 4x4 level: six transformer blocks
+   (two in the down block, one in the middle, three in the up block), each a self-attention over the 16 positions
+   followed by a cross-attention with 8 heads. Its queries come from the U-Net's feature map (one per latent
+   position), its keys and values from the token vectors of the 4-layer CLIP text encoder (width 128 =
+   ``cross_attention_dim``, at most 16 tokens), so every position mixes in the tokens that matter to it ("seven" for
+   the stroke of a 7). The 8x8 level is plain convolution. The caption was replaced by "" for 10% of the training
+   examples (``caption_dropout: 0.1``), so with the empty caption the same network gives the unconditional prediction,
+   which classifier-free guidance needs.
 Cmd: sd-course sample --model pipelines/mini-sd-mnist --prompt "a handwritten seven" --output sevens.png
 
 Q: What does classifier-free guidance compute, and why does it work?
-A: eps = eps_uncond + w (eps_cond - eps_uncond), with eps_uncond = eps_theta(z_t, t, "") and eps_cond =
-   eps_theta(z_t, t, c). Since eps_theta(z_t) = -sqrt(1 - abar_t) grad log p(z_t) (the score), Bayes' rule
-   log p(z_t | c) = log p(c | z_t) + log p(z_t) - log p(c) gives grad log p(c | z_t) = (eps_uncond - eps_cond) /
-   sqrt(1 - abar_t): the difference of the two predictions is the gradient of an *implicit classifier*. Scaling it
-   by w > 1 samples from p(z_t) p(c | z_t)^w: images that are more unmistakably "a seven", at the cost of variety.
-   w = 1 is plain conditional sampling. benchmarks/guidance_sweep.py measures the trade-off on our model.
+A: ``eps = eps_uncond + g (eps_cond - eps_uncond)``, with ``eps_uncond = eps_theta(z_t, t, "")``,
+   ``eps_cond = eps_theta(z_t, t, c)`` and g diffusers' ``guidance_scale`` (2 by default in ``sd-course sample``, 4
+   for the training grids). Ho & Salimans write the same thing as ``(1 + w) eps_cond - w eps_uncond``: their w is
+   ``guidance_scale - 1``, and their w = 0 is g = 1, plain conditional sampling. Since
+   ``eps_theta(z_t) = -sqrt(1 - abar_t) grad log p_t(z_t)`` (the score), Bayes' rule
+   ``log p_t(z_t | c) = log p_t(c | z_t) + log p_t(z_t) - log p(c)`` gives
+   ``grad log p_t(c | z_t) = (eps_uncond - eps_cond) / sqrt(1 - abar_t)``: the difference of the two predictions is
+   the gradient of an *implicit classifier*, and guidance adds (g - 1) times it to the conditional score. At each t
+   the guided field is the score of the tilted density ``p_t(z_t) p_t(c | z_t)^g``, but these tilted densities are in
+   general not the noised versions of one distribution, and not those of ``p(z_0) p(c | z_0)^g`` (noising it gives
+   something else for g != 1), so the sampler does not draw from ``p(z_0) p(c | z_0)^g``, and what it draws has no
+   closed form in general (docs/derivations.md section 5). What it does is push z_t towards where the implicit
+   classifier is confident: images that are more unmistakably "a seven", at the cost of variety.
+   benchmarks/guidance_sweep.py measures the trade-off on our model.
 """
 
 from __future__ import annotations

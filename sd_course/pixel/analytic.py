@@ -53,9 +53,15 @@ Cmd: sd-course trajectory --model analytic:mnist --scheduler ddim --num_images 3
 Fig: figures/trajectory.png
 
 Q: If the optimal denoiser is known, why train a network at all?
-A: Only for a *known* distribution. The optimum for the *training set* (a mixture of deltas at the N training images,
-   ``s -> 0`` here) is also known in closed form, and sampling with it reproduces training images exactly:
-   ``sd-course sample --model analytic:mnist`` is that memorising model for 16 digits (with a small s). A trained
+A: Only for a *known* distribution. The optimum for the *training set* is also known in closed form: the data
+   distribution of N training images is a mixture of N deltas (``s -> 0`` here), and its exact denoiser is this
+   module with one component per image. Sampling with it reproduces training images: ``analytic:mnist`` is that
+   model for N = 16 digits (the first 16 of the bundled ``builtin:mnist-2k:train``, ``named_denoiser`` below), with a
+   small width s = 0.05 (in the model's [-1, 1] range, about 6 grey levels) around each. As t falls its posterior
+   weights ``r_k`` concentrate on one of the 16, so every sample is one of those 16 digits plus faint noise: at most
+   16 different images, however many are drawn, and never a new digit. The same construction on the 60,000 digits
+   the shipped model was trained on would only ever return those 60,000 (and would compare x_t with all of them at
+   every call). The empirical optimum is a perfect memoriser, so it cannot be what makes diffusion useful. A trained
    network generalises because it *cannot* fit this optimum: its smooth inductive bias (convolutions, limited
    capacity, early stopping) yields new digits instead of copies (Kadkhodaie et al. 2024).
 Cmd: sd-course sample --model analytic:mnist --num_images 16 --output memorised.png

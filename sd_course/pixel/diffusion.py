@@ -16,12 +16,23 @@ sd_course/train/loop.py. The flags are those of diffusers' ``examples/unconditio
 concept is the same, so commands carry over.
 
 Q: What does the model actually learn?
-A: To undo one small piece of the forward process. With prediction_type "epsilon" the network guesses which noise
-   eps was mixed into x_t; since x_t and t are known, that is the same as guessing x_0 (Tweedie's formula:
-   E[x_0 | x_t] = (x_t - sqrt(1 - abar_t) E[eps | x_t]) / sqrt(abar_t)). Minimising the squared error makes the
-   network's output the *conditional mean* E[eps | x_t] - exactly the Part 1 lesson (sd_course/inversion/arcsin.py): an
-   MSE-trained inverse of a many-to-one map predicts an average. Sampling then takes many small steps, each of which
-   is nearly one-to-one, instead of one blurry leap from noise to image.
+A: A denoiser for every noise level at once: given x_t and t, the posterior mean of what was mixed into it. A squared
+   loss is minimised by a conditional mean, so with ``prediction_type`` "epsilon" the optimum is ``E[eps | x_t]``, and
+   with "v_prediction" (the shipped model, trained on plain ``|| v - v_theta ||^2``: ``snr_gamma`` none) it is
+   ``E[v | x_t]``, ``v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0``. The targets are interchangeable because, given x_t
+   and t, x_0, eps and v determine each other by the algebra of the forward process:
+   ``x_0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)``; being linear, these
+   relations carry over to the conditional means, so ``E[v | x_t]`` gives ``E[x_0 | x_t]`` and ``E[eps | x_t]``. The
+   choice of target changes the weighting over t:
+   ``|| v - v_hat ||^2 = (1 + 1/SNR_t) || eps - eps_hat ||^2 = (1 + SNR_t) || x_0 - x0_hat ||^2`` (docs/derivations.md
+   section 3). Tweedie's formula is the separate, statistical step:
+   ``E[x_0 | x_t] = (x_t + (1 - abar_t) grad log p_t(x_t)) / sqrt(abar_t)``, equivalently
+   ``E[eps | x_t] = -sqrt(1 - abar_t) grad log p_t(x_t)``, so the trained network is an estimate of the score of every
+   noised data distribution p_t (denoising score matching), which is all a sampler needs. At high noise
+   ``E[x_0 | x_t]`` is an average of many digits, a blur: exactly the Part 1 lesson (sd_course/inversion/arcsin.py),
+   an MSE-trained inverse of a many-to-one map predicts an average. The network is not trained to undo one step of the
+   chain but to denoise in one shot at each t; the sampler builds an image from those averages by many small steps,
+   each of which is nearly one-to-one.
 """
 
 from __future__ import annotations

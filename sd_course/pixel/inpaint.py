@@ -63,9 +63,10 @@ def inpaint(pipe, images_uint8: torch.Tensor, mask: torch.Tensor, num_inference_
     Q: How can a model that was only trained to generate fill in a missing part of an image (inpainting)?
     A: By constraining the reverse process (RePaint, Lugmayr et al. 2022). At every step we know what the *known*
        pixels should look like at noise level t: the forward process gives them in one jump,
-       ``sqrt(abar_t) x_known + sqrt(1 - abar_t) eps``. So after each reverse step we overwrite the known region
-       with that and keep the model's proposal only inside the mask:
-       ``x_{t-1} = m * noised(x_known, t-1) + (1 - m) * step(x_t)``, m = 1 on known pixels. The network never
+       ``sqrt(abar_t) x_known + sqrt(1 - abar_t) eps``. So after each reverse step, from t to the next timestep t',
+       we overwrite the known region with that and keep the model's proposal only inside the mask:
+       ``x_{t'} = (1 - m) * noised(x_known, t') + m * step(x_t)``, with m = 1 (True, white in a mask PNG) in the hole
+       and 0 on the known pixels, the package's one mask convention (``fill`` and ``keep`` below). The network never
        needs to know about the mask: each denoising step sees an x_t whose known part is consistent with the real
        image, and its prediction of x_0 for the hole is pulled towards what fits around it. At the last step the
        known pixels are the original ones exactly. Measured (benchmarks/inpaint.py, the shipped model, lower half of 200

@@ -13,28 +13,38 @@ sampling loop the way diffusers' Stable Diffusion pipelines do, so that *every* 
 ``tests/pixel/test_pipeline.py``). Diffusers' own ``DDPMPipeline`` is only right with DDPM, DDIM and the two DPM-Solvers.
 
 Q: What does one step of the reverse process do?
-A: Given x_t, the network predicts the noise eps_theta(x_t, t); that gives an estimate of the clean image,
-   ``x0_hat = (x_t - sqrt(1 - abar_t) eps_theta) / sqrt(abar_t)`` (the forward formula solved for x_0), and the
-   scheduler moves x_t a step towards it. DDPM (Algorithm 2 of Ho et al. 2020) draws
-   ``x_{t-1} = 1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - abar_t) eps_theta) + sigma_t z``: the mean of the Gaussian
-   posterior q(x_{t-1} | x_t, x0_hat), plus fresh noise z. DDIM keeps the same x0_hat but re-noises it
-   deterministically: ``x_{t-1} = sqrt(abar_{t-1}) x0_hat + sqrt(1 - abar_{t-1}) eps_theta``, which allows big jumps.
-   ``sd-course trajectory`` draws x_t and x0_hat side by side for chosen steps.
+A: Given x_t, the network makes one prediction, from which the scheduler reads an estimate of the clean image and of
+   the noise (the algebra of the forward process, exact for any prediction). The shipped model predicts v
+   (``prediction_type: v_prediction``):
+       ``x0_hat = sqrt(abar_t) x_t - sqrt(1 - abar_t) v_theta``,
+       ``eps_hat = sqrt(abar_t) v_theta + sqrt(1 - abar_t) x_t``;
+   an eps model gives ``x0_hat = (x_t - sqrt(1 - abar_t) eps_theta) / sqrt(abar_t)`` and ``eps_hat = eps_theta``.
+   Its config also says ``clip_sample: true``, so DDPMScheduler, DDIMScheduler and HeunDiscreteScheduler clamp
+   x0_hat to [-1, 1] (the image range) before using it; the other samplers have no such option and ignore the key.
+   The scheduler then moves x_t to the next, lower noise level t'. DDPM (Algorithm 2 of Ho et al. 2020) draws
+   x_{t'} from the Gaussian posterior q(x_{t'} | x_t, x_0 = x0_hat), with ``alpha = abar_t / abar_t'`` and
+   ``beta = 1 - alpha`` for the jump:
+       mean ``sqrt(abar_t') beta / (1 - abar_t) x0_hat + sqrt(alpha) (1 - abar_t') / (1 - abar_t) x_t``,
+       plus fresh noise of variance ``beta~ = (1 - abar_t') / (1 - abar_t) beta`` (``variance_type: fixed_small``);
+   for t' = t - 1, an eps model and an unclamped x0_hat that mean is
+   ``1/sqrt(alpha_t) (x_t - beta_t / sqrt(1 - abar_t) eps_theta)``. DDIM keeps the same x0_hat but re-noises it
+   deterministically, ``x_{t'} = sqrt(abar_t') x0_hat + sqrt(1 - abar_t') eps_hat`` (the clamped x0_hat, the
+   unclamped eps_hat), which allows big jumps. ``sd-course trajectory`` draws x_t and x0_hat side by side.
 Cmd: sd-course trajectory --model pipelines/ddpm-mnist --scheduler ddim --num_images 4 --output_dir figures/ --name pretrained
 Fig: figures/pretrained.png
 
 Q: Why is diffusers' DDPMPipeline wrong with Euler, Heun, LMS, ... and what does this pipeline do differently?
 A: DDPMPipeline is written for DDPM/DDIM only: it (1) starts from N(0, I) noise, (2) feeds x_t to the network as is,
    and (3) passes ``generator=`` to every ``scheduler.step``. The "sigma" schedulers (Euler, Heun, LMS, KDPM2, EDM)
-   work with ``x_ve = x_t / sqrt(abar_t)``: they need the start noise scaled by ``scheduler.init_noise_sigma``
-   (~157 for the linear schedule) and the network input mapped back by ``scheduler.scale_model_input``; without both,
-   the network sees inputs it was never trained on and the samples are wrong (blank or washed out). UniPC, PNDM, LMS,
-   DEIS, Heun and KDPM2 have no ``generator`` argument, so DDPMPipeline raises TypeError. Here the loop follows
-   diffusers' StableDiffusionPipeline: scale the initial noise, call ``scale_model_input`` before every model call,
-   pass only the keyword arguments ``step()`` accepts, and call the network once per entry of
-   ``scheduler.timesteps`` (second-order schedulers such as Heun list each step twice: predictor and corrector).
-   EDMEulerScheduler expects an EDM-parametrised network; the loop converts the DDPM network to that form
-   (see ``_edm_model_call``).
+   work with ``x_ve = x_t / sqrt(abar_t)``: they need the start noise scaled by ``scheduler.init_noise_sigma`` (157
+   for the linear schedule, 20,291 for the shipped cosine model) and the network input mapped back by
+   ``scheduler.scale_model_input``; without both, the network sees inputs it was never trained on and the samples are
+   wrong (blank or washed out). UniPC, PNDM, LMS, DEIS, Heun and KDPM2 have no ``generator`` argument, so DDPMPipeline
+   raises TypeError. Here the loop follows diffusers' StableDiffusionPipeline: scale the initial noise, call
+   ``scale_model_input`` before every model call, pass only the keyword arguments ``step()`` accepts, and call the
+   network once per entry of ``scheduler.timesteps`` (second-order schedulers such as Heun list each step twice:
+   predictor and corrector). EDMEulerScheduler expects an EDM-parametrised network; the loop converts the DDPM network
+   to that form (see ``_edm_model_call``).
 Cmd: python -m pytest tests/pixel/test_pipeline.py -q -k stock
 
 Q: How does iterative noise removal help?
