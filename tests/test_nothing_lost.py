@@ -198,6 +198,8 @@ def test_a_training_child_whose_launcher_died_stops_and_leaves_a_checkpoint(tmp_
     assert len(checkpoints) == 1 and not checkpoints[0].name.endswith(".tmp")
     step = json.loads((checkpoints[0] / "training_state.json").read_text())["global_step"]
     assert step >= 3 and logged_steps(out) == step  # it stopped at the step it saved
+    # its output went through the launcher's pipe, now without a reader: the reason is in a file of the run
+    assert f"saved checkpoint-{step} and stopped" in (out / "logs" / "orphaned.log").read_text()
     train(tiny_run_args(out, max_train_steps=step + 1, resume_from_checkpoint="latest"),
           objective_class=PixelDiffusion)
     assert json.loads((out / "train_summary.json").read_text())["resumed_from_step"] == step

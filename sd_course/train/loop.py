@@ -34,6 +34,7 @@ import math
 import os
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -222,6 +223,21 @@ def train(cfg: TrainConfig, objective: Objective, evaluate: Optional[Callable] =
         return _train(cfg, objective, evaluate)
 
 
+def _redirect_output(path: Path) -> Path:
+    """Send this process's stdout and stderr (file descriptors 1 and 2, so tqdm, logging and C libraries alike) to
+    ``path``: the pipe they wrote to has no reader any more, and a write to it would end the process mid-save."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    for stream, number in ((sys.stdout, 1), (sys.stderr, 2)):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+        os.dup2(fd, number)
+    os.close(fd)
+    return path
+
+
 def launcher_pid() -> Optional[int]:
     """The PID of ``accelerate launch`` (or torchrun) when this process is its child, else None."""
     launched = "ACCELERATE_MIXED_PRECISION" in os.environ or "LOCAL_RANK" in os.environ
@@ -341,21 +357,26 @@ def _train(cfg: TrainConfig, objective: Objective, evaluate: Optional[Callable])
             record.update(getattr(objective, "last_logs", {}))  # e.g. the autoencoder's reconstruction and KL terms
             if ema is not None:
                 record["ema_decay"] = ema.cur_decay_value
-            progress.update(1)
-            progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{record['lr']:.2e}")
             if accelerator.is_main_process:
                 _append_jsonl(out / cfg.logging_dir / "loss.jsonl", record)
+            try:
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{record['lr']:.2e}")
+                orphaned = launcher is not None and os.getppid() != launcher
+            except BrokenPipeError:  # whoever read our output is gone: `accelerate launch` pipes it and was killed
+                orphaned = True
             if log_with:
                 accelerator.log({k: v for k, v in record.items() if k != "step"}, step=global_step)
-            if cfg.checkpointing_steps and global_step % cfg.checkpointing_steps == 0:
-                _save_checkpoint(accelerator, out, global_step, epoch, cfg.checkpoints_total_limit)
-            elif launcher is not None and os.getppid() != launcher:
+            if orphaned:
                 # The launcher died (kill -9 of `accelerate launch`): nobody would see this run's output or errors.
                 # Leave a checkpoint of this very step, consistent, and stop: resume it with --resume_from_checkpoint.
+                log = _redirect_output(out / cfg.logging_dir / "orphaned.log")
                 _save_checkpoint(accelerator, out, global_step, epoch, cfg.checkpoints_total_limit)
                 logger.error(f"the launcher (PID {launcher}) is gone: saved checkpoint-{global_step} and stopped; "
-                             "continue with --resume_from_checkpoint latest")
+                             f"continue with --resume_from_checkpoint latest (this message: {log})")
                 raise SystemExit(3)
+            if cfg.checkpointing_steps and global_step % cfg.checkpointing_steps == 0:
+                _save_checkpoint(accelerator, out, global_step, epoch, cfg.checkpoints_total_limit)
             fault(f"step:{global_step}")
             if global_step >= max_steps:
                 break
