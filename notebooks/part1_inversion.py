@@ -22,7 +22,7 @@
 # metrics, figures). `sd-course inversion --output_dir lab/inversion` runs the same thing from a terminal.
 
 # %% tags=["parameters"]
-quick = False  # True: fewer seeds (what CI runs, under a minute on 2 CPU cores); False: the lab's run (~20 s more)
+quick = False  # True: 2 seeds instead of 5 (what CI runs); False: the lab's run (20 s on 2 CPU cores)
 output_dir = "lab"  # where the figures go, relative to the course folder
 
 # %% [markdown]
@@ -76,7 +76,7 @@ display(Image(str(folder / "inverse_fit.png")))
 # **Q:** How well does the network learn the inverse?
 
 # %% [markdown]
-# # **A:** Read the table above per seed, not only its mean: a seed whose ReLU units all die learns a constant
+# **A:** Read the table above per seed, not only its mean: a seed whose ReLU units all die learns a constant
 # (its MSE equals that of predicting 0), the others reach the floor a piecewise-linear curve with a few kinks can
 # reach; the wide nets learn it on every seed. The key's full answer, with the five-seed numbers:
 # `sd_course/inversion/arcsin.py` (`sd-course questions` lists where).
@@ -91,7 +91,7 @@ display(Image(str(folder / "extrapolation.png")))
 # **Q:** What happens outside [-1, 1] (and outside the training range)?
 
 # %% [markdown]
-# # **A:** Near |y| = 1 arcsin steepens and the nets miss it; beyond |y| = 1 there is no arcsin, yet every net still
+# **A:** Near |y| = 1 arcsin steepens and the nets miss it; beyond |y| = 1 there is no arcsin, yet every net still
 # answers, with no sign of doubt: the ReLU nets continue as straight lines, the tanh nets go flat. A network gives
 # an output for any input; only the data says where that output means something.
 
@@ -105,7 +105,7 @@ display(Image(str(folder / "noninvertible.png")))
 # **Q:** What does this imply for inverting more complex functions?
 
 # %% [markdown]
-# # **A:** With two preimages for each y, the MSE-optimal answer is their average E[x | y] (the flat lines at
+# **A:** With two preimages for each y, the MSE-optimal answer is their average E[x | y] (the flat lines at
 # ±pi/2 in the figure), which is not a preimage: sin(pi/2) = 1, not y. Blurring, downsampling and adding noise are
 # many-to-one too, so a one-shot regression onto them returns the blurry average of what could have been.
 
@@ -113,7 +113,7 @@ display(Image(str(folder / "noninvertible.png")))
 # **Q:** How does function inversion relate to diffusion models?
 
 # %% [markdown]
-# # **A:** Noising is the function to invert, and it is many-to-one in the extreme: a denoiser trained with MSE learns
+# **A:** Noising is the function to invert, and it is many-to-one in the extreme: a denoiser trained with MSE learns
 # E[x_0 | x_t], the average of all images that could have produced x_t, as the net above learns E[x | y]. Diffusion
 # models invert in many small steps, each nearly one-to-one, and sample at each step instead of averaging, so they
 # end on one sharp image. Part 2 shows that average (the predicted x_0) early in sampling.

@@ -20,7 +20,7 @@
 # terminal is named beside it.
 
 # %% tags=["parameters"]
-quick = False  # True: a few minutes on 2 CPU cores (what CI runs); False: the lab's run (about 15 min on 2 cores)
+quick = False  # True: a minute on 2 CPU cores (what CI runs); False: the lab's run (7 min on 2 cores)
 device = "auto"  # where models run: auto (a CUDA GPU, else Apple's mps, else the CPU), cpu, cuda or mps
 output_dir = "lab"  # where the figures go, relative to the course folder
 run_dir = "runs/quick"  # where step 4 trains your model
@@ -74,7 +74,7 @@ display(Image(write_forward(output=str(out / "forward.png"), timesteps="0,50,100
 # **Q:** What is the forward process? At which t can you no longer tell the digit?
 
 # %% [markdown]
-# # **A:** A fixed Markov chain that mixes the image with Gaussian noise, with a closed form for any t in one jump
+# **A:** A fixed Markov chain that mixes the image with Gaussian noise, with a closed form for any t in one jump
 # (the formula above). Nothing in it is learned. With the linear schedule the digit is gone by about t = 500: the
 # second half of the steps turns noise into noise.
 
@@ -92,7 +92,7 @@ display(Image(write_forward(output=str(out / "forward_cosine.png"), beta_schedul
 # **Q:** What does a noise schedule control? Linear, scaled_linear, squaredcos_cap_v2, sigmoid: how do they differ?
 
 # %% [markdown]
-# # **A:** How fast the signal is destroyed: abar_t, the share of the image left at step t, hence the
+# **A:** How fast the signal is destroyed: abar_t, the share of the image left at step t, hence the
 # signal-to-noise ratio the network meets at each t. Read abar_t, not beta_t. The cosine schedule keeps the digit
 # readable for longer and reaches pure noise only at the end; the linear one spends many steps at near-zero abar_t.
 # The key: `sd_course/core/schedulers.py`.
@@ -116,7 +116,7 @@ for name in ("time_proj", "time_embedding", "down_blocks", "mid_block", "up_bloc
 # **Q:** Why a U-Net as the denoiser?
 
 # %% [markdown]
-# # **A:** The output has the input's shape (a noise or v estimate per pixel), so the network must see the whole
+# **A:** The output has the input's shape (a noise or v estimate per pixel), so the network must see the whole
 # digit (the down path, down to 7x7) and still place every stroke to the pixel (the skip connections carry the
 # fine detail across); the timestep embedding tells every block how noisy its input is. The key:
 # `sd_course/core/models.py`.
@@ -150,7 +150,7 @@ display(Image(str(sorted((run / "samples").glob("epoch-*.png"))[-1])))
 # **Q:** What does the model actually learn?
 
 # %% [markdown]
-# # **A:** To undo the forward process at every noise level at once: given x_t and t, it regresses a target that the
+# **A:** To undo the forward process at every noise level at once: given x_t and t, it regresses a target that the
 # forward jump defines (here v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0), which is equivalent to predicting the
 # noise or the clean digit. Minimising that MSE makes its output the conditional mean given x_t, the "average"
 # of Part 1. The key: `sd_course/pixel/diffusion.py`.
@@ -175,7 +175,7 @@ display(Image(write_trajectory(model=None, scheduler="ddim", num_inference_steps
 # average early in sampling?
 
 # %% [markdown]
-# # **A:** The forward chain run backwards, one learned Gaussian step at a time from pure noise. One step estimates
+# **A:** The forward chain run backwards, one learned Gaussian step at a time from pure noise. One step estimates
 # x_0 from x_t, then moves to x_{t-1} between that estimate and x_t (adding fresh noise for DDPM, none for DDIM).
 # Early on x_t says little, so the best estimate is the mean of many digits (a grey blur); as t falls it commits to
 # one digit, then only sharpens strokes. The key: `sd_course/pixel/analytic.py`, `sd_course/pixel/pipeline.py`.
@@ -203,7 +203,7 @@ for scheduler, num_steps in (("dpm++", 25), ("euler-a", 50), ("ddim", 50)):
 # stochastic sampler?
 
 # %% [markdown]
-# # **A:** The network estimates the score of the noised data at every noise level, and that one score defines both a
+# **A:** The network estimates the score of the noised data at every noise level, and that one score defines both a
 # reverse SDE and a deterministic probability-flow ODE; every sampler is a numerical solver of one of the two, so
 # it needs only the score, not the training chain. Deterministic solvers (DDIM, DPM-Solver++) take large steps and
 # map each noise to one image; stochastic ones (DDPM, Euler-ancestral, the SDE solvers) add noise back, which
@@ -217,13 +217,12 @@ for scheduler, num_steps in (("dpm++", 25), ("euler-a", 50), ("ddim", 50)):
 # `sd_course/evaluate/metrics.py`).
 
 # %%
-from sd_course.evaluate.evaluation import compare, format_table
+from sd_course.evaluate.evaluation import compare  # prints a row per model (a run: a row per epoch snapshot)
 
 models = [str(run), "pipelines/ddpm-mnist-epoch1", "pipelines/ddpm-mnist-epoch10", "pipelines/ddpm-mnist"]
 results = compare(models, num_samples=50 if quick else 300, scheduler="dpm++",
                   num_inference_steps=10 if quick else 25, reference="builtin:mnist-2k:train",
                   output_dir=str(out / "compare"), device=device, show_progress=not quick)
-print(format_table(results, [Path(m).name for m in models]))
 display(Image(str(out / "compare" / "compare_grid.png")))
 
 # %% [markdown]
@@ -231,7 +230,7 @@ display(Image(str(out / "compare" / "compare_grid.png")))
 # honestly?
 
 # %% [markdown]
-# # **A:** Fewer epochs give blobs, then strokes, then digits: FID falls with training and then flattens, while the
+# **A:** Fewer epochs give blobs, then strokes, then digits: FID falls with training and then flattens, while the
 # class balance evens out. An honest comparison scores every model with the same sampler, steps and seeds, on
 # enough samples (FID is biased upward at small n: compare against the real-data floor at the same n), against
 # held-out real images, and reports more than one number (precision and recall, the class histogram). The key:

@@ -30,12 +30,17 @@ A: Cost. The denoiser runs at every one of the ~25-1000 sampling steps and at ev
 Cmd: python benchmarks/latent_cost.py
 
 Q: What does the VAE's scaling factor do?
-A: The diffusion model assumes its data has roughly unit variance: x_T = sqrt(abar_T) x_0 + sqrt(1 - abar_T) eps is
-   "pure noise" only if x_0 is on the scale of eps ~ N(0, I). Raw latents have whatever scale the KL term let them
-   have (Stable Diffusion's had std ~5.5, hence its scaling_factor 0.18215 = 1 / 5.49). We measure the std of the
-   latents of the training images after training and store 1 / std in the VAE's config; the text-to-image pipeline
-   multiplies by it after encoding and divides by it before decoding (diffusers' StableDiffusionPipeline does the
-   same with ``vae.config.scaling_factor``).
+A: It sets the signal-to-noise ratio at which the diffusion model meets the latents. The forward process is
+   z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps with eps ~ N(0, I), so the SNR at step t is Var(z_0) abar_t /
+   (1 - abar_t): multiplying the latents by s shifts the log-SNR of *every* t by 2 ln s, the whole schedule moves.
+   A schedule designed for data of unit variance fits only latents of unit variance; raw latents have whatever
+   scale the KL term left them (Stable Diffusion's had std ~5.5, hence its scaling_factor 0.18215 = 1 / 5.49; with
+   too large latents z_T still shows the image, with too small ones it is lost early). We measure the std of the
+   training latents after training and store 1 / std in the VAE's config (the shipped VAE: 0.70, a log-SNR shift of
+   2 ln 0.70 = -0.71); the text-to-image pipeline multiplies by it after encoding and divides by it before decoding,
+   as diffusers' StableDiffusionPipeline does with ``vae.config.scaling_factor``. One global factor does not whiten:
+   the four channels of the shipped VAE's scaled latents keep stds of 0.64, 1.06, 0.40 and 0.83
+   (docs/figures/latents/latents.json), so each channel meets a somewhat different schedule.
 Cmd: python benchmarks/vae_quality.py --dataset_name ../shared/data/mnist
 """
 

@@ -128,6 +128,12 @@ def _answer_fragments() -> list[str]:
             continue
         for _, prose in course.markdown_answers(doc.read_text()):
             fragments += [line.strip() for line in prose]
+    for notebook in sorted((REPO / "notebooks").glob("*.py")):  # the answer cells of the lab's notebooks
+        cells = notebook.read_text().split("# %%")
+        for cell in cells:
+            lines = cell.splitlines()[1:]
+            if lines and lines[0].startswith(course.NOTEBOOK_ANSWER):
+                fragments += [line.removeprefix("# ").removeprefix("**A:**").strip() for line in lines]
     return [f for f in fragments if len(f) >= 40]
 
 
