@@ -27,7 +27,10 @@ A: Exactly as in pixel space (sd_course/pixel/diffusion.py), with two changes: i
    with f = 4): two levels, 64 channels at 8x8 and 128 at 4x4, two residual blocks per level. It predicts the noise
    (``prediction_type: epsilon``) under the cosine schedule (``squaredcos_cap_v2``, T = 1000), with no clipping of
    x0_hat (``clip_sample: false``: latents are not confined to [-1, 1]) and "leading" step placement
-   (``steps_offset: 1``). The caption enters through cross-attention, only at the 4x4 level: six transformer blocks
+   (``steps_offset: 1``), which an epsilon model needs here: "trailing" would start the sampler at t = 999, where
+   abar = 2.4e-9, and x0_hat = (z_t - sqrt(1 - abar) eps_hat) / sqrt(abar) multiplies the error of eps_hat by
+   20,000 (a 600-step run drew noise so, FID 1,035, and recognisable digits, FID 106, sampled "leading"; the config
+   now refuses the pair). The caption enters through cross-attention, only at the 4x4 level: six transformer blocks
    (two in the down block, one in the middle, three in the up block), each a self-attention over the 16 positions
    followed by a cross-attention with 8 heads. Its queries come from the U-Net's feature map (one per latent
    position), its keys and values from the token vectors of the 4-layer CLIP text encoder (width 128 =
@@ -68,7 +71,7 @@ from tqdm.auto import tqdm
 from sd_course.core.data import load_hf_dataset, load_run_dataset
 from sd_course.core.errors import InputError
 from sd_course.core.models import build_conditional_unet, build_text_encoder, count_parameters
-from sd_course.core.schedulers import make_scheduler, quiet_diffusers, resolve_scheduler_name
+from sd_course.core.schedulers import TIMESTEP_SPACINGS, make_scheduler, quiet_diffusers, resolve_scheduler_name
 from sd_course.core.shipped import find_shipped
 from sd_course.latent.autoencoder import latent_shape, load_vae
 from sd_course.latent.text import (
@@ -108,6 +111,12 @@ class TextToImageConfig(DiffusionConfig):
                               choices=("resize", "pad", "center_crop"))
     output_dir: str = option("runs/mini-sd", "where the pipeline, checkpoints, samples and logs go")
     ddpm_num_inference_steps: int = option(25, "DDIM steps for the sample grids saved during training")
+    # An epsilon model's x0_hat = (z_t - sqrt(1 - abar_t) eps_hat) / sqrt(abar_t) is not clipped for latents, so a
+    # sampler that starts at t = T-1 of the cosine schedule (abar = 2.4e-9, "trailing") multiplies the error of
+    # eps_hat by 1 / sqrt(abar) = 20,000 at its first step: the samples are noise. "leading" starts at t ~ T - T/n.
+    timestep_spacing: str = option("leading", "how samplers place n steps among the T training timesteps (trailing "
+                                              "only with --prediction_type v_prediction or sample)",
+                                   choices=TIMESTEP_SPACINGS)
 
     POSITIVE = DiffusionConfig.POSITIVE + ("tokenizer_max_length",)
 
@@ -117,6 +126,13 @@ class TextToImageConfig(DiffusionConfig):
             raise InputError(f"--caption_dropout must be in [0, 1), got {self.caption_dropout} (0.1 is usual)")
         if self.validation_guidance_scale < 1:
             raise InputError(f"--validation_guidance_scale must be >= 1, got {self.validation_guidance_scale}")
+        if self.prediction_type == "epsilon" and self.timestep_spacing == "trailing":
+            abar_last = float(make_noise_scheduler(self).alphas_cumprod[-1])
+            if abar_last ** 0.5 < 1e-3:  # x0_hat would multiply the noise estimate's error > 1,000x at the first step
+                raise InputError(
+                    f"--timestep_spacing trailing with --prediction_type epsilon starts sampling at t = "
+                    f"{self.ddpm_num_steps - 1}, where abar = {abar_last:.2g}: x0_hat divides by sqrt(abar) and the "
+                    "samples are noise; use --timestep_spacing leading, or --prediction_type v_prediction")
 
 
 # ----------------------------------------------------------------------------------------------------------------

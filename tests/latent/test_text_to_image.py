@@ -224,6 +224,23 @@ def test_missing_caption_or_label_column(tmp_path, tiny_vae):
         train(cfg, TextToImage(cfg))
 
 
+def test_an_epsilon_model_never_starts_sampling_at_pure_noise(tmp_path, tiny_vae):
+    """Trailing spacing starts at t = T-1, where the cosine schedule's abar is 2.4e-9: an epsilon model's unclipped
+    x0_hat is then noise x 20,000 (a 600-step run drew noise that way, and digits once sampled with "leading")."""
+    cfg = parse_args(t2i_args(tmp_path / "ok", tiny_vae, ddpm_beta_schedule="squaredcos_cap_v2"), TextToImageConfig)
+    assert cfg.timestep_spacing == "leading" and cfg.prediction_type == "epsilon"
+    cfg.validate()
+    bad = parse_args(t2i_args(tmp_path / "bad", tiny_vae, ddpm_beta_schedule="squaredcos_cap_v2",
+                              timestep_spacing="trailing"), TextToImageConfig)
+    with pytest.raises(InputError, match="--timestep_spacing leading, or --prediction_type v_prediction"):
+        train(bad, TextToImage(bad))  # refused before anything is written
+    assert not (tmp_path / "bad").exists()
+    # v-prediction has no 1/sqrt(abar); the linear schedule's sqrt(abar_999) = 6.4e-3 amplifies 157x, not 20,000x
+    for allowed in (dict(prediction_type="v_prediction"), dict(ddpm_beta_schedule="linear", ddpm_num_steps=1000)):
+        parse_args(t2i_args(tmp_path / "ok", tiny_vae, timestep_spacing="trailing",
+                            **{"ddpm_beta_schedule": "squaredcos_cap_v2", **allowed}), TextToImageConfig).validate()
+
+
 def test_guidance_below_one_is_refused_by_the_library_call(tiny_sd):
     pipe = load_text_to_image_pipeline(str(tiny_sd), "ddim")
     with pytest.raises(InputError, match="below 1"):
