@@ -10,7 +10,6 @@ folder: what `notebooks/README.md` tells a teacher to run. The same files make t
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import jupytext
 import nbformat
