@@ -35,25 +35,19 @@ output_dir = "lab"  # where the figures go, relative to the course folder
 import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
-if importlib.util.find_spec("sd_course") is None:
-    course = next((p for p in (Path(".."), Path("sd_course"), Path("/content/sd_course")) if (p / "setup.cfg").is_file()),
-                  None)
-    if course is None:
-        raise RuntimeError("sd_course is not installed and no course folder is here: clone the course first")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", str(course)], check=True)
-    sys.path.insert(0, str(course.resolve()))  # an editable install is seen by a new kernel; this one needs the path
+if importlib.util.find_spec("sd_course") is None:  # Colab: the course cloned into /content/sd_course
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/sd_course"], check=True)
+    sys.path.insert(0, "/content/sd_course")  # an editable install is seen by a new kernel; this one needs the path
 
 # %%
-import os
+from pathlib import Path
 
 from IPython.display import Image, display
 
-from sd_course.app.course import ROOT
+from sd_course.app.course import open_lab
 
-os.chdir(ROOT)  # the lab's paths (training/configs, pipelines/, lab/) are relative to the course folder
-print("course folder:", ROOT)
+open_lab(output_dir)  # work from the course folder: the lab's paths are relative to it
 
 # %% [markdown]
 # ## 1. Train the nets

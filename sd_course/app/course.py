@@ -51,6 +51,7 @@ Cmd: sd-course questions
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import shutil
 import subprocess
@@ -60,6 +61,7 @@ from pathlib import Path
 
 import diffusers
 
+from sd_course.core.device import resolve_device
 from sd_course.core.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]  # the source checkout (setup.cfg, sd_course/, training/, docs/)
@@ -582,3 +584,20 @@ if __name__ == "__main__":  # python -m sd_course.app.course: the same as `sd-co
     found = check_or_write()
     print("\n".join(found) or "docs/questions.md and docs/derivations.md agree with the code")
     sys.exit(1 if found else 0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 5. The notebooks' first step (notebooks/*.py)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def open_lab(output_dir: str = "lab", device: str | None = None) -> Path:
+    """What each notebook of notebooks/ does after its install cell: work from the course folder (the lab's paths,
+    training/configs/, pipelines/ and lab/, are relative to it), make ``output_dir`` and say where models will run.
+    Returns ``output_dir`` as a Path."""
+    os.chdir(ROOT)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    where = f" | models run on: {resolve_device(device)}" if device is not None else ""
+    print(f"course folder: {ROOT}{where}")
+    return out
