@@ -30,6 +30,8 @@ from pathlib import Path
 
 from gradio_client import Client
 
+from sd_course.core.provenance import write_result
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -147,7 +149,8 @@ def main() -> None:
     )
     print(json.dumps(summary, indent=2))
     if args.output_json:
-        Path(args.output_json).write_text(json.dumps(summary, indent=2) + "\n")
+        write_result(args.output_json, summary, inputs=["pipelines/ddpm-mnist"],
+                     tolerance=0.25)
 
 
 if __name__ == "__main__":

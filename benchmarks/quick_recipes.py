@@ -3,60 +3,86 @@
     python benchmarks/quick_recipes.py --config training/configs/mnist-quick.yaml --reference ylecun/mnist:test
     python benchmarks/quick_recipes.py --config training/configs/mnist-quick.yaml --precisions no,bf16 --seeds 0,1 \\
         --reference ../shared/data/mnist:test --output_json quick_parity.json      # bf16 against fp32, two seeds
+    python benchmarks/quick_recipes.py --config training/configs/mini-sd-quick.yaml --guidance_scales 2,3 \\
+        --reference ../shared/data/mnist:test                                        # Part 3's first run
+    python benchmarks/quick_recipes.py --config training/configs/mnist-quick.yaml \\
+        --variant "small=--model_config_name_or_path mnist-small" --variant "as-is="  # recipes side by side
 
-Each (precision, seed) trains the recipe from scratch under the one loop (``sd_course.app.launch.main``, as
-``accelerate launch training/train_unconditional.py --config ...`` does), then samples ``--num_samples`` digits
-(DPM-Solver++, ``--num_inference_steps``) and scores them against held-out real digits with the shipped classifier:
-``fid_mnist_classifier``, the classifier's mean confidence, and the share of the rarest digit. The targets of a
-first run (issue 31): at most 10 minutes on 2 CPU cores, mean confidence >= 0.9, FID <= 80 at n = 200, every digit
->= 5%. Prints one line per run and, with several precisions, the FID of each precision side by side.
+Each (variant, precision, seed) trains the recipe from scratch under the one loop (``sd_course.app.launch.main``,
+as ``accelerate launch training/train_unconditional.py --config ...`` or ``train_text_to_image.py`` does: the
+script the config's header names), then samples ``--num_samples`` digits (DPM-Solver++, ``--num_inference_steps``)
+and scores them against held-out real digits with the shipped classifier: ``fid_mnist_classifier``, the
+classifier's mean confidence, the share of the rarest digit, and for a text-to-image recipe the prompt accuracy
+(training and held-out phrasings) at each ``--guidance_scales``. The targets of a first run (issue 31): Part 2 at
+most 10 minutes on 2 CPU cores, mean confidence >= 0.9, FID <= 80 at n = 200, every digit >= 5%; Part 3 at most 5
+minutes, >= 90% read right, FID <= 60. ``--output_json`` writes the rows with their provenance (the command, the
+hashes of the recipe, the VAE and the classifier, the machine, the date): ``sd-course results rerun ID`` re-runs it.
+Any other flag goes to the training (e.g. ``--num_epochs 20``), before each variant's own flags.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
+import shlex
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+import yaml
 
 from sd_course.app.launch import main as launch
+from sd_course.core.provenance import describe_device, write_result
 from sd_course.evaluate.evaluation import evaluate
+from sd_course.evaluate.classifier import DEFAULT_CLASSIFIER_DIR
+from sd_course.latent.text_to_image import TextToImage
 from sd_course.pixel.diffusion import PixelDiffusion
-from sd_course.train.loop import cpu_has_native_bf16
 
 
-def machine() -> str:
-    name = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        text = cpuinfo.read_text()
-        name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), name)
-    return f"{name}, {'native bf16' if cpu_has_native_bf16() else 'no native bf16'}, {torch.get_num_threads()} threads"
+def objective_of(config: str):
+    """The objective the recipe is for: a config with a text encoder is a text-to-image recipe."""
+    settings = yaml.safe_load(Path(config).read_text()) or {}
+    return TextToImage if ("text_encoder_config" in settings or "vae_name_or_path" in settings) else PixelDiffusion
 
 
-def run(config: str, precision: str, seed: int, reference: str, num_samples: int, steps: int, extra: list[str],
-        keep: Path | None) -> dict:
+def recipe_inputs(config: str) -> list[str]:
+    """The files the result depends on: the recipe, the classifier behind FID, and a VAE the recipe trains on."""
+    settings = yaml.safe_load(Path(config).read_text()) or {}
+    inputs = [config, str(DEFAULT_CLASSIFIER_DIR / "model.safetensors")]
+    if objective_of(config) is TextToImage:
+        inputs.append(settings.get("vae_name_or_path") or "pipelines/mini-sd-mnist/vae")  # null: the shipped VAE
+    return inputs
+
+
+def run(config: str, precision: str, seed: int, reference: str, num_samples: int, steps: int, flags: list[str],
+        keep: Path | None, guidance_scales: list[float], variant: str | None) -> list[dict]:
+    objective = objective_of(config)
     with tempfile.TemporaryDirectory() as tmp:
-        out = (keep / f"{precision}-seed{seed}") if keep else Path(tmp) / "run"
+        out = (keep / f"{variant or 'run'}-{precision}-seed{seed}") if keep else Path(tmp) / "run"
         start = time.time()
         launch(["--config", config, "--mixed_precision", precision, "--seed", str(seed), "--output_dir", str(out),
                 "--save_images_epochs", "0", "--save_model_epochs", "0", "--checkpointing_steps", "0",
-                "--logger", "none", *extra], objective_class=PixelDiffusion, evaluate_factory=None)
+                "--logger", "none", *flags], objective_class=objective, evaluate_factory=None)
         minutes = (time.time() - start) / 60
         summary = json.loads((out / "train_summary.json").read_text())
-        scores = evaluate(model=str(out), reference=reference, num_samples=num_samples, scheduler="dpm++",
-                          num_inference_steps=steps, seed=1234, print_table=False, show_progress=False,
-                          device="cpu")
-    histogram = scores.get("class_histogram_mnist_classifier") or []
-    return dict(precision=summary["mixed_precision"], seed=seed, minutes=round(minutes, 2),
-                train_minutes=round(summary["train_seconds"] / 60, 2), steps=summary["global_step"],
-                images_per_s=summary["images_per_s"], fid=round(scores["fid_mnist_classifier"], 1),
-                mean_confidence=round(scores.get("mean_confidence_mnist_classifier", float("nan")), 3),
-                rarest_digit=round(min(histogram), 3) if histogram else None, n=num_samples)
+        rows = []
+        for guidance in guidance_scales if objective is TextToImage else [None]:
+            scores = evaluate(model=str(out), reference=reference, num_samples=num_samples, scheduler="dpm++",
+                              num_inference_steps=steps, seed=1234, print_table=False, show_progress=False,
+                              device="cpu", **({} if guidance is None else dict(guidance_scale=guidance)))
+            histogram = scores.get("class_histogram_mnist_classifier") or []
+            row = dict(variant=variant, flags=shlex.join(flags), precision=summary["mixed_precision"], seed=seed,
+                       minutes=round(minutes, 2), train_minutes=round(summary["train_seconds"] / 60, 2),
+                       steps=summary["global_step"],
+                       batch=json.loads((out / "training_config.json").read_text())["train_batch_size"],
+                       images_per_s=summary["images_per_s"], fid=round(scores["fid_mnist_classifier"], 1),
+                       mean_confidence=round(scores.get("mean_confidence_mnist_classifier", float("nan")), 3),
+                       rarest_digit=round(min(histogram), 3) if histogram else None, n=num_samples)
+            if guidance is not None:
+                row.update(guidance=guidance, prompt_accuracy=round(scores["prompt_accuracy"], 3),
+                           prompt_accuracy_heldout=round(scores["prompt_accuracy_heldout"], 3))
+            rows.append(row)
+    return rows
 
 
 def main() -> None:
@@ -67,20 +93,28 @@ def main() -> None:
     parser.add_argument("--reference", default="ylecun/mnist:test", help="held-out real digits, NAME_OR_PATH[:split]")
     parser.add_argument("--num_samples", type=int, default=200)
     parser.add_argument("--num_inference_steps", type=int, default=20)
+    parser.add_argument("--guidance_scales", default="2", help="text-to-image recipes: comma-separated CFG scales")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
+                        help="a named set of training flags (repeatable): each is trained and scored in turn")
     parser.add_argument("--keep_runs", default=None, help="keep the trained runs in this folder")
     parser.add_argument("--output_json", default=None)
     args, extra = parser.parse_known_args()  # anything else goes to the training flags (e.g. --num_epochs 20)
-    print(f"machine: {machine()}; recipe {args.config} {' '.join(extra)}")
+    variants = [(None, [])] if not args.variant else [
+        (name, shlex.split(flags)) for name, _, flags in (v.partition("=") for v in args.variant)]
+    print(f"machine: {describe_device()}; recipe {args.config} {' '.join(extra)}")
     rows = []
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        for precision in args.precisions.split(","):
-            row = run(args.config, precision, seed, args.reference, args.num_samples, args.num_inference_steps, extra,
-                      Path(args.keep_runs) if args.keep_runs else None)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+    for name, flags in variants:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for precision in args.precisions.split(","):
+                for row in run(args.config, precision, seed, args.reference, args.num_samples,
+                               args.num_inference_steps, extra + flags,
+                               Path(args.keep_runs) if args.keep_runs else None,
+                               [float(g) for g in args.guidance_scales.split(",")], name):
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
     if args.output_json:
-        Path(args.output_json).write_text(json.dumps(dict(machine=machine(), config=args.config, extra=extra,
-                                                          reference=args.reference, rows=rows), indent=2) + "\n")
+        write_result(args.output_json, dict(config=args.config, extra=extra, reference=args.reference, rows=rows),
+                     inputs=recipe_inputs(args.config))
 
 
 if __name__ == "__main__":

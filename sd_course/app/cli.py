@@ -12,6 +12,7 @@
     sd-course latents    --vae pipelines/mini-sd-mnist/vae --output_dir figures/latents/
     sd-course inpaint    --model pipelines/ddpm-mnist --image digit.png --mask mask.png --output filled.png
     sd-course questions  --check            (or --write: regenerate docs/questions.md)
+    sd-course results    check              (or write, list, rerun ID: the numbers the prose quotes)
     sd-course handout    --output_dir handout/
     sd-course derivations --output derivations.docx
     sd-course push       pipelines/ddpm-mnist --repo_id YOUR_NAME/ddpm-mnist
@@ -425,9 +426,50 @@ def _add_questions(sub):
             print(course.format_questions(course.find_questions()[0]))
             return
         problems = course.check_or_write(write=args.write)
+        quoted = deferred("sd_course.app.numbers").check_quotes(write=args.write)  # the numbers, as `results check`
+        if problems or quoted:
+            raise InputError(f"{len(problems) + len(quoted)} problem(s):\n" + "\n".join(problems + quoted))
+        print(f"{course.QUESTIONS_MD}, {course.DERIVATIONS_MD} and the quoted numbers "
+              + ("written" if args.write else "agree with the code and the results"))
+
+    p.set_defaults(func=run)
+
+
+def _add_results(sub):
+    p = sub.add_parser("results", help="the measured numbers the prose quotes: check, re-render, list, re-run one")
+    p.add_argument("action", choices=["check", "write", "list", "rerun"],
+                   help="check: every quoted number equals its result and no result is stale; write: re-render "
+                        "them; list: every result with its date, machine and status; rerun ID: measure it again")
+    p.add_argument("result", nargs="?", default=None, help="for rerun: the result's id (see `sd-course results list`)")
+    p.add_argument("--keep", default=None, help="for rerun: write the new result here instead of a temporary file")
+
+    def run(args):
+        numbers = deferred("sd_course.app.numbers")
+
+        if args.action == "list":
+            for row in numbers.list_results():
+                print(f"{row['id']}: {row['date']}, {row['device']}, quoted {row['quoted']}x, {row['status']}")
+                print(f"    {row['command'] or '(no command recorded)'}")
+            return
+        if args.action == "rerun":
+            if not args.result:
+                raise InputError("rerun needs a result id, e.g. `sd-course results rerun mini_sd_quick` "
+                                 "(`sd-course results list` shows them)")
+            try:
+                holds, lines = numbers.rerun(args.result, keep=args.keep)
+            except numbers.QuoteError as e:
+                raise InputError(str(e)) from e
+            print("\n".join(lines))
+            print(f"{args.result}: " + ("holds" if holds else "does NOT hold"))
+            if not holds:
+                raise InputError(f"{args.result} no longer holds: see the lines above")
+            return
+        problems = numbers.check_quotes(write=args.action == "write")
         if problems:
             raise InputError(f"{len(problems)} problem(s):\n" + "\n".join(problems))
-        print(f"{course.QUESTIONS_MD} and {course.DERIVATIONS_MD} " + ("written" if args.write else "agree with the code"))
+        count = len(numbers.find_quotes())
+        print(f"{count} quoted numbers " + ("rendered from their results" if args.action == "write"
+                                            else "agree with their results, none stale"))
 
     p.set_defaults(func=run)
 
@@ -483,6 +525,7 @@ COMMANDS = [
     _add_latents,
     _add_inpaint,
     _add_questions,
+    _add_results,
     _add_handout,
     _add_derivations,
     _add_push,

@@ -30,9 +30,11 @@ from tqdm.auto import tqdm
 from sd_course import __version__
 from sd_course.core.data import channels_of, load_images
 from sd_course.core.errors import InputError
+from sd_course.core.device import resolve_device
 from sd_course.core.options import SampleOptions
+from sd_course.core.provenance import write_result
 from sd_course.core.schedulers import check_steps_value, check_timestep_spacing, noise_schedule_of, scheduler_info
-from sd_course.evaluate.classifier import sha256_of
+from sd_course.evaluate.classifier import DEFAULT_CLASSIFIER_DIR, sha256_of
 from sd_course.evaluate.metrics import (
     DEFAULT_REFERENCE,
     FEATURE_NAME,
@@ -170,9 +172,7 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
             print(f"prompt accuracy: {result['prompt_accuracy']:.3f} (training phrasings), "
                   f"{result['prompt_accuracy_heldout']:.3f} (held-out phrasings)")
         if output_json:
-            Path(output_json).parent.mkdir(parents=True, exist_ok=True)
-            Path(output_json).write_text(json.dumps(result, indent=2) + "\n")
-            print(f"wrote {output_json}")
+            write_metrics(output_json, result, model, device, classifier)
         return result
     extractor = load_feature_extractor(classifier)
     inception = build_inception_fid(inception_weights) if inception_fid_ or inception_weights else None
@@ -211,10 +211,19 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
     if print_table:
         print(format_metrics(result))
     if output_json:
-        Path(output_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(output_json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {output_json}")
+        write_metrics(output_json, result, model or samples, device, classifier)
     return result
+
+
+def write_metrics(output_json: str, result: dict, measured: str | None, device: str,
+                  classifier: str | None = None) -> None:
+    """The scores with their provenance (``sd_course/core/provenance.py``): this command, the hashes of the model's
+    weights (or sample images) and of the classifier whose features every metric uses, the device and the date."""
+    inputs = [classifier or str(DEFAULT_CLASSIFIER_DIR)]
+    if measured and Path(measured).exists():
+        inputs.append(measured)
+    write_result(output_json, result, inputs=inputs, device=resolve_device(device))
+    print(f"wrote {output_json}")
 
 
 FLOOR_METRICS = (f"fid_{FEATURE_NAME}", f"kid_{FEATURE_NAME}_mean", f"kid_{FEATURE_NAME}_std",

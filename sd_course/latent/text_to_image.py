@@ -258,7 +258,8 @@ class TextToImage(Objective):
         eps = torch.randn(mean.shape, generator=generator).to(mean.device)
         z0 = (mean + batch["latent_std"] * eps) * self.scaling_factor  # a sample of q(z | x), scaled to unit variance
         input_ids = self.captions_for(batch, generator).to(mean.device)
-        noisy, noise, timesteps = noise_batch(self.noise_scheduler, z0, generator, self.cfg.noise_offset)
+        noisy, noise, timesteps = noise_batch(self.noise_scheduler, z0, generator, self.cfg.noise_offset,
+                                              self.cfg.timestep_sampling)
         prediction = model(noisy, timesteps, input_ids)
         return diffusion_loss(self.noise_scheduler, prediction, z0, noise, timesteps, self.cfg.snr_gamma)
 

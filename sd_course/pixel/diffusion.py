@@ -54,6 +54,7 @@ from sd_course.train.config import TrainConfig, option
 from sd_course.train.loop import Objective
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+TIMESTEP_SAMPLINGS = ("uniform", "stratified", "logit_normal")
 
 
 @dataclass
@@ -74,6 +75,10 @@ class DiffusionConfig(TrainConfig):
     snr_gamma: Optional[float] = option(None, "min-SNR loss weighting (Hang et al. 2023; 5.0 is their choice; "
                                               "default: none, every t weighs the same)")
     noise_offset: float = option(0.0, "add noise_offset * N(0, 1) per image and channel to eps (brighter darks)")
+    timestep_sampling: str = option("uniform", "how t is drawn per image: uniform (Ho et al.), stratified (one t "
+                                               "per 1/B of [0, T) per batch: the same law, less variance) or "
+                                               "logit_normal (more middle noise levels, Esser et al. 2024)",
+                                    choices=TIMESTEP_SAMPLINGS)
 
     POSITIVE = TrainConfig.POSITIVE + ("ddpm_num_steps", "ddpm_num_inference_steps")
 
@@ -83,6 +88,28 @@ class DiffusionConfig(TrainConfig):
             raise InputError(f"--snr_gamma must be positive (5.0 is the paper's value), got {self.snr_gamma}")
         if self.noise_offset < 0:
             raise InputError(f"--noise_offset must be >= 0, got {self.noise_offset}")
+
+
+def draw_timesteps(batch: int, num_steps: int, generator: torch.Generator, sampling: str = "uniform"):
+    """t for each image of a batch, in 0..T-1.
+
+    1. ``uniform``: t ~ U{0..T-1}, Algorithm 1 of Ho et al. 2020.
+    2. ``stratified``: the batch's B draws fall one in each of B equal slices of [0, T), in random order: each t
+       is still uniform, but a batch never piles up at one end (the low-discrepancy sampler of Kingma et al. 2021).
+    3. ``logit_normal``: u = sigmoid(n), n ~ N(0, 1), t = floor(u T): the middle noise levels, where the digit's
+       shape is decided, are drawn more often than the ends (Esser et al. 2024, section 3.1). The loss per t is
+       then weighted by the density of this law: the optimum moves toward what the sampler needs most.
+    """
+    if sampling == "uniform":
+        return torch.randint(0, num_steps, (batch,), generator=generator)
+    if sampling == "stratified":
+        u = (torch.arange(batch) + torch.rand(batch, generator=generator)) / batch
+        u = u[torch.randperm(batch, generator=generator)]
+    elif sampling == "logit_normal":
+        u = torch.sigmoid(torch.randn(batch, generator=generator))
+    else:
+        raise InputError(f"--timestep_sampling must be one of {', '.join(TIMESTEP_SAMPLINGS)}, got {sampling!r}")
+    return (u * num_steps).long().clamp(0, num_steps - 1)
 
 
 def make_noise_scheduler(cfg: DiffusionConfig, **overrides):
@@ -101,7 +128,8 @@ def training_target(noise_scheduler, x0, noise, timesteps):
     return x0  # "sample": predict x_0 directly
 
 
-def noise_batch(noise_scheduler, x0, generator: torch.Generator, noise_offset: float = 0.0):
+def noise_batch(noise_scheduler, x0, generator: torch.Generator, noise_offset: float = 0.0,
+                timestep_sampling: str = "uniform"):
     """Draw (eps, t) and make x_t for one batch: the first two lines of Algorithm 1. Returns (x_t, eps, t)."""
     noise = torch.randn(x0.shape, generator=generator)  # eps ~ N(0, I)
     if noise_offset:
@@ -109,7 +137,7 @@ def noise_batch(noise_scheduler, x0, generator: torch.Generator, noise_offset: f
         noise = noise + noise_offset * torch.randn((x0.shape[0], x0.shape[1], 1, 1), generator=generator)
     noise = noise.to(x0.device)
     num_steps = noise_scheduler.config.num_train_timesteps
-    timesteps = torch.randint(0, num_steps, (x0.shape[0],), generator=generator).to(x0.device)  # t ~ U{0..T-1}
+    timesteps = draw_timesteps(x0.shape[0], num_steps, generator, timestep_sampling).to(x0.device)
     noisy = noise_scheduler.add_noise(x0, noise, timesteps)  # x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps
     return noisy, noise, timesteps
 
@@ -147,7 +175,8 @@ class PixelDiffusion(Objective):
         x0 = batch["pixel_values"]
         if self.cfg.random_flip:
             x0 = random_flip(x0, generator)
-        noisy, noise, timesteps = noise_batch(self.noise_scheduler, x0, generator, self.cfg.noise_offset)
+        noisy, noise, timesteps = noise_batch(self.noise_scheduler, x0, generator, self.cfg.noise_offset,
+                                              self.cfg.timestep_sampling)
         prediction = model(noisy, timesteps).sample
         return diffusion_loss(self.noise_scheduler, prediction, x0, noise, timesteps, self.cfg.snr_gamma)
 

@@ -1,0 +1,138 @@
+"""The quoted numbers (sd_course/app/numbers.py) against their results (sd_course/core/provenance.py): real files,
+a real re-run in a subprocess, and the repository's own prose."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sd_course.app import numbers
+from sd_course.app.cli import main as cli
+from sd_course.core.provenance import file_sha256, write_result
+from sd_course.core.shipped import SOURCE_ROOT
+
+
+def make_course(root: Path, fid: float = 50.94, accuracy: float = 0.95) -> Path:
+    """A tiny checkout: a recipe, a result measured on it, and a README and a doc that quote the result."""
+    (root / "docs").mkdir(parents=True)
+    (root / "benchmarks" / "results").mkdir(parents=True)
+    (root / "recipe.yaml").write_text("num_epochs: 3\n")
+    writer = root / "measure.py"
+    writer.write_text("import json, sys\n"
+                      "json.dump(dict(provenance=dict(device='here'), rows=[dict(seed=0, fid=float(sys.argv[1]), "
+                      "minutes=9.0)], accuracy=0.95, n=1035), open(sys.argv[2], 'w'))\n")
+    write_result(root / "benchmarks/results/quick.json",
+                 dict(rows=[dict(seed=0, fid=fid, minutes=4.6)], accuracy=accuracy, n=1035),
+                 inputs=[root / "recipe.yaml"], device="a test machine, 2 threads",
+                 argv=["python", "measure.py", str(fid), "{output}"], root=root)
+    (root / "README.md").write_text("FID [50.9](benchmarks/results/quick.json#rows.seed=0.fid) in "
+                                    "[4.6 min](benchmarks/results/quick.json#rows.0.minutes), "
+                                    "[95%](benchmarks/results/quick.json#accuracy*100) read right, "
+                                    "n = [1,035](benchmarks/results/quick.json#n).\n")
+    (root / "docs" / "lab.md").write_text("Relative to the doc: [50.9](../benchmarks/results/quick.json#rows.0.fid); "
+                                          "an example, not a quote: `[1](x.json#y)`.\n")
+    return root
+
+
+def test_quotes_agree_with_their_results(tmp_path):
+    root = make_course(tmp_path)
+    assert len(numbers.find_quotes(root)) == 5  # the backticked example is not a quote
+    assert numbers.check_quotes(root) == []
+
+
+def test_a_number_that_differs_from_its_result_fails_and_write_renders_it(tmp_path):
+    root = make_course(tmp_path, fid=52.26, accuracy=0.913)
+    problems = numbers.check_quotes(root)
+    assert len(problems) == 3 and all("says" in p for p in problems)
+    assert any("'52.3'" in p for p in problems) and any("'91%'" in p for p in problems)
+    assert numbers.check_quotes(root, write=True) == []
+    assert "FID [52.3](benchmarks" in (root / "README.md").read_text()
+    assert "[91%](benchmarks" in (root / "README.md").read_text()
+    assert "[52.3](../benchmarks" in (root / "docs" / "lab.md").read_text()
+    assert numbers.check_quotes(root) == []
+
+
+def test_a_result_measured_on_a_changed_file_is_stale(tmp_path):
+    root = make_course(tmp_path)
+    (root / "recipe.yaml").write_text("num_epochs: 4\n")
+    problems = numbers.check_quotes(root)
+    assert problems and all("stale" in p and "recipe.yaml (changed)" in p for p in problems)
+    assert problems[0].endswith("sd-course results rerun quick")
+    (root / "recipe.yaml").unlink()
+    assert "recipe.yaml (no longer there)" in numbers.check_quotes(root)[0]
+
+
+def test_broken_quotes_are_named(tmp_path):
+    root = make_course(tmp_path)
+    readme = root / "README.md"
+    readme.write_text("[1.0](benchmarks/results/quick.json#rows.seed=7.fid) [2](benchmarks/results/gone.json#a) "
+                      "[x](benchmarks/results/quick.json#n) [3](benchmarks/results/quick.json#rows)\n")
+    problems = numbers.check_quotes(root)
+    assert len(problems) == 4
+    assert "no element with seed=7" in problems[0]
+    assert "does not exist" in problems[1]
+    assert "does not start with a number" in problems[2]
+    assert "not a number" in problems[3]
+
+
+def test_a_result_without_provenance_is_refused(tmp_path):
+    root = make_course(tmp_path)
+    (root / "benchmarks/results/quick.json").write_text(json.dumps(dict(rows=[dict(seed=0, fid=50.9, minutes=4.6)],
+                                                                        accuracy=0.95, n=1035)))
+    assert all("no provenance block" in p for p in numbers.check_quotes(root))
+
+
+def test_write_result_records_command_inputs_device_and_date(tmp_path):
+    root = make_course(tmp_path)
+    record = json.loads((root / "benchmarks/results/quick.json").read_text())
+    prov = record["provenance"]
+    assert prov["argv"][-1] == "{output}" and prov["id"] == "quick"
+    assert prov["inputs"] == {"recipe.yaml": file_sha256(root / "recipe.yaml")}
+    assert prov["device"] == "a test machine, 2 threads" and len(prov["date"]) == 10 and "torch" in prov["software"]
+    assert not (root / "benchmarks/results/quick.json.partial").exists()
+
+
+def test_rerun_runs_the_recorded_command_and_judges_each_quoted_number(tmp_path, monkeypatch):
+    root = make_course(tmp_path)
+    holds, lines = numbers.rerun("quick", root=root)  # measure.py writes the same FID again: it holds
+    assert holds, lines
+    assert any(line.startswith("rows.seed=0.fid: 50.94 -> 50.94 (holds") for line in lines)
+    assert any("machine-dependent: not judged" in line for line in lines if "minutes" in line)
+    # the same command now measures something else: the re-run says so
+    record = json.loads((root / "benchmarks/results/quick.json").read_text())
+    record["provenance"]["argv"][2] = "60.0"
+    (root / "benchmarks/results/quick.json").write_text(json.dumps(record))
+    holds, lines = numbers.rerun("quick", root=root)
+    assert not holds and any("50.94 -> 60 (differs" in line for line in lines)
+
+
+def test_rerun_of_an_unknown_id_names_the_known_ones(tmp_path):
+    root = make_course(tmp_path)
+    with pytest.raises(numbers.QuoteError, match="no result 'nope'; the results are: quick"):
+        numbers.rerun("nope", root=root)
+
+
+def test_the_course_quotes_its_numbers_from_current_results(capsys):
+    """The repository's own prose: every quoted number equals its result, and no result is stale."""
+    assert len(numbers.find_quotes(SOURCE_ROOT)) >= 10
+    assert numbers.check_quotes(SOURCE_ROOT) == []
+    assert cli(["results", "check"]) == 0
+    assert "quoted numbers agree with their results" in capsys.readouterr().out
+
+
+def test_every_result_in_the_repository_says_where_it_comes_from():
+    files = numbers.result_files(SOURCE_ROOT)
+    assert len(files) >= 10
+    for path in files:
+        prov = json.loads(path.read_text())["provenance"]
+        assert prov["date"] and prov["device"] and "inputs" in prov, path
+        assert prov.get("argv") or prov.get("note"), f"{path}: neither a command nor why there is none"
+        if prov.get("argv"):
+            assert "{output}" in prov["argv"], f"{path}: the command does not say where its result goes"
+
+
+def test_results_cli_lists_and_refuses_a_rerun_without_an_id(capsys):
+    assert cli(["results", "list"]) == 0
+    assert "mini_sd_quick:" in capsys.readouterr().out
+    assert cli(["results", "rerun"]) == 2
+    assert "rerun needs a result id" in capsys.readouterr().err

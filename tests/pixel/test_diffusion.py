@@ -1,0 +1,37 @@
+"""How t is drawn per image (sd_course/pixel/diffusion.py: draw_timesteps, --timestep_sampling)."""
+
+import pytest
+import torch
+
+from sd_course.core.errors import InputError
+from sd_course.pixel.diffusion import TIMESTEP_SAMPLINGS, DiffusionConfig, draw_timesteps
+from sd_course.train.config import parse_args
+
+
+@pytest.mark.parametrize("sampling", TIMESTEP_SAMPLINGS)
+def test_every_law_draws_valid_timesteps_reproducibly(sampling):
+    draw = lambda: draw_timesteps(4096, 1000, torch.Generator().manual_seed(0), sampling)  # noqa: E731
+    t = draw()
+    assert t.dtype == torch.long and t.shape == (4096,) and 0 <= t.min() and t.max() <= 999
+    assert torch.equal(t, draw())
+
+
+def test_stratified_puts_one_draw_in_each_slice_of_the_batch():
+    t = draw_timesteps(8, 1000, torch.Generator().manual_seed(1), "stratified")
+    assert sorted((t // 125).tolist()) == list(range(8))  # one t in each eighth of [0, 1000)
+    assert (t // 125).tolist() != list(range(8))  # ...in random order
+
+
+def test_logit_normal_draws_the_middle_more_often_than_the_ends():
+    g = torch.Generator().manual_seed(0)
+    uniform, logit_normal = (draw_timesteps(20000, 1000, g, s) for s in ("uniform", "logit_normal"))
+    middle = lambda t: ((t >= 250) & (t < 750)).float().mean().item()  # noqa: E731
+    assert middle(uniform) == pytest.approx(0.5, abs=0.02)
+    assert middle(logit_normal) == pytest.approx(0.729, abs=0.02)  # P(|n| < logit(0.75) = ln 3), n ~ N(0, 1)
+
+
+def test_an_unknown_law_is_one_clear_error():
+    with pytest.raises(InputError, match="--timestep_sampling must be one of uniform, stratified, logit_normal"):
+        draw_timesteps(4, 1000, torch.Generator(), "lognormal")
+    with pytest.raises((InputError, SystemExit)):
+        parse_args(["--output_dir", "x", "--timestep_sampling", "lognormal"], DiffusionConfig)
