@@ -26,6 +26,11 @@ heading or question, and only its fenced code blocks, the commands, are kept). A
 writes answers (Part 1's report.md) sits between ``# handout: replace with: CODE`` and ``# handout: end`` comments,
 and the handout runs CODE instead.
 
+Prose that answers a question outside a Q: block (README.md, docs/*.md, any other .md, also a "keep" doc) sits
+between ``<!-- handout: answer -->`` and ``<!-- handout: end -->``: the handout leaves the passage out, or puts TEXT in
+its place when it opens with ``<!-- handout: replace with: TEXT -->``. A marker on a line of its own takes whole lines
+out; markers inside a line take out a clause. In the teacher's copy the markers are HTML comments: nothing renders.
+
 Q: Final reflection: what makes diffusion models work, what do they cost, and where do they fall short?
 A: They turn generation into many small regression problems. Each step only has to undo a little Gaussian noise,
    and the best possible answer to that is a conditional mean, which an MSE-trained network learns reliably (Part 1:
@@ -426,14 +431,61 @@ def strip_markdown_answers(text: str) -> str:
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
 
 
-def _handout_markdown(text: str) -> str | None:
-    """What the handout gets for a doc: as is, without its answers, or None (left out)."""
+_MARK = re.compile(r"(?<!`)<!-- handout: (?:(?P<answer>answer)|replace with: (?P<text>.*?)|(?P<end>end)) -->(?!`)")
+
+
+def _marked_passages(text: str, path: str = ""):
+    """Yield (start, end, replacement, passage) for each ``<!-- handout: answer -->`` (or ``replace with: TEXT``) ...
+    ``<!-- handout: end -->`` pair of a markdown text; whole lines when the markers stand on lines of their own."""
+    opened = None
+    for m in _MARK.finditer(text):
+        where = f"{path}:{text.count(chr(10), 0, m.start()) + 1}"
+        if m["end"] is None:
+            if opened is not None:
+                raise InputError(f"{where}: a handout marker opens inside the answer opened at line "
+                                 f"{text.count(chr(10), 0, opened.start()) + 1}; close it with '<!-- handout: end -->'")
+            opened = m
+            continue
+        if opened is None:
+            raise InputError(f"{where}: '<!-- handout: end -->' has no '<!-- handout: answer -->' before it")
+        start, end, replacement = opened.start(), m.end(), opened["text"] or ""
+        passage = text[opened.end():m.start()]
+        line_start = text.rfind("\n", 0, start) + 1
+        line_end = text.find("\n", end)
+        line_end = len(text) if line_end < 0 else line_end
+        if not text[line_start:start].strip() and not text[end:line_end].strip():  # markers on lines of their own
+            start, end = line_start, min(line_end + 1, len(text))
+            replacement = replacement + "\n" if replacement else ""
+        yield start, end, replacement, passage
+        opened = None
+    if opened is not None:
+        raise InputError(f"{path}:{text.count(chr(10), 0, opened.start()) + 1}: '<!-- handout: answer -->' has no "
+                         "'<!-- handout: end -->' after it")
+
+
+def marked_answers(text: str, path: str = "") -> list[str]:
+    """The passages of a markdown text marked ``<!-- handout: answer -->`` ... ``<!-- handout: end -->``."""
+    return [passage for *_, passage in _marked_passages(text, path)]
+
+
+def strip_marked_answers(text: str, path: str = "") -> tuple[str, int]:
+    """A markdown text with its marked answer passages left out (or replaced by their TEXT); (text, passages)."""
+    out, last, removed = [], 0, 0
+    for start, end, replacement, _ in _marked_passages(text, path):
+        out += [text[last:start], replacement]
+        last, removed = end, removed + 1
+    return "".join(out) + text[last:], removed
+
+
+def _handout_markdown(text: str, path: str = "") -> tuple[str | None, int]:
+    """What the handout gets for a doc: as is, without its answers, or None (left out); and the answers removed."""
     head = text[:500]
     if "<!-- handout: leave out -->" in head:
-        return None
+        return None, 0
+    text, removed = strip_marked_answers(text, path)
     if "<!-- handout: keep -->" in head:
-        return text
-    return strip_markdown_answers(text)
+        return text, removed
+    return strip_markdown_answers(text), removed + len(markdown_answers(text))
 
 
 def _without_pipelines(setup_cfg: str) -> str:
@@ -495,6 +547,8 @@ def write_handout(output_dir, pipelines: bool = True, overwrite: bool = False, r
                 "\nThe pretrained pipelines (pipelines/, 31 MB) are not in this copy: get them from your teacher and\n"
                 "put them in pipelines/, or pass `--model` to every command.\n"))
             (out / "HANDOUT.md").write_text(note, encoding="utf-8")
+            text, removed = strip_marked_answers(text, name)
+            summary["answers_removed"] += removed
             text = "> **Student handout**: the answers are taken out; see HANDOUT.md.\n\n" + text
         (out / name).write_text(text, encoding="utf-8")
         summary["files"] += 1
@@ -518,14 +572,17 @@ def write_handout(output_dir, pipelines: bool = True, overwrite: bool = False, r
             summary["answers_removed"] += len(parse_questions(text, rel)[0])
             file.write_text(stripped, encoding="utf-8")
         elif file.suffix == ".md" and rel.startswith("docs/"):
-            text = file.read_text(encoding="utf-8")
-            result = _handout_markdown(text)
+            result, removed = _handout_markdown(file.read_text(encoding="utf-8"), rel)
             if result is None:
                 file.unlink()
                 summary["docs_left_out"].append(rel)
             else:
-                summary["answers_removed"] += len(markdown_answers(text)) if result != text else 0
+                summary["answers_removed"] += removed
                 file.write_text(result, encoding="utf-8")
+        elif file.suffix == ".md":  # notebooks/README.md, model_cards/, ...: only their marked passages go
+            stripped, removed = strip_marked_answers(file.read_text(encoding="utf-8"), rel)
+            summary["answers_removed"] += removed
+            file.write_text(stripped, encoding="utf-8")
     return summary
 
 
@@ -576,8 +633,8 @@ def build_derivations(output="derivations.docx", source=None, root: Path = ROOT)
 
 
 __all__ = ["Question", "find_questions", "parse_questions", "render_index", "check_or_write", "write_handout",
-           "strip_python_answers", "strip_markdown_answers", "markdown_answers", "build_derivations", "pandoc_path",
-           "refresh_references", "format_questions"]
+           "strip_python_answers", "strip_markdown_answers", "markdown_answers", "strip_marked_answers", "marked_answers",
+           "build_derivations", "pandoc_path", "refresh_references", "format_questions"]
 
 
 if __name__ == "__main__":  # python -m sd_course.app.course: the same as `sd-course questions --check`

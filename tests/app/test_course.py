@@ -159,6 +159,133 @@ def test_handout_keeps_every_question_and_no_answer(handout):
     assert (out / "docs" / "questions.md").read_text() == (REPO / "docs" / "questions.md").read_text()
 
 
+# ------------------------------------------------------------------------------------------------------------------
+# No sentence of any answer anywhere in the handout (issue #28 item 5). The answers are collected from the answer key
+# (the A: parts of the code's Q/A blocks, the answers of docs/*.md, the marked passages of every .md, the notebooks'
+# answer cells, and docs/derivations.md, which the students write themselves), cut into sentences, and searched in
+# every text file of the handout. A sentence is found when any run of WINDOW of its words is there, so a README that
+# words an answer its own way but copies the clause that matters is caught as well as a copied sentence.
+# ------------------------------------------------------------------------------------------------------------------
+
+WINDOW = 8  # words; shorter runs ("the shipped model", "DPM-Solver++ 25 steps") are the course's vocabulary
+# Docstrings of the code that restate an answer while they explain the code they sit in: the handout keeps the code,
+# and these with it. Each entry: a file -> its passages; no run of words of them is a leak in that file.
+EXPLAINED_IN_THE_CODE = {
+    "sd_course/pixel/pipeline.py": [  # _edm_model_call (docs/sampling.md's answer on DDPMPipeline)
+        "Our network was trained on ``x_t = x / sqrt(1 + sigma^2)`` at the training timestep with the same sigma"],
+    "sd_course/core/schedulers.py": [  # with_noise_schedule (docs/sampling.md: "which betas does the new scheduler get?")
+        "``X.from_config(config)`` passes on only the keys that were *set* in ``config``"],
+    "benchmarks/fid_vs_steps.py": [  # what the benchmark's one-call row shows (diffusion.py's and pipeline.py's answers)
+        "the Part 1 lesson (an MSE-trained inverse of a many-to-one map predicts an average; sd_course/inversion/arcsin.py)"],
+}
+
+
+def _words(text: str) -> list[str | None]:
+    """The words of a text as prose: lower case, without comment, heading and emphasis marks; code spans, formulas,
+    paths, flags and symbols become None, which no run of words crosses."""
+    text = re.sub(r"<!--.*?-->", " ", text, flags=re.S)
+    text = re.sub(r"`+[^`]*`+|\$[^$]*\$", " | ", text)  # code spans and TeX: not prose
+    text = re.sub(r"(?m)^\s*#+\s?", " ", text).replace("*", "")
+    words = []
+    for token in text.lower().split():
+        core = token.strip("\"'(),.;:!?")
+        words.append(core if re.fullmatch(r"[a-z0-9]+(?:['.,+-][a-z0-9]+)*%?", core) else None)
+    return words
+
+
+def _prose_runs(words: list[str | None]) -> set[tuple[str, ...]]:
+    """Every run of WINDOW words with no code in it and at most two numbers."""
+    return {tuple(words[i:i + WINDOW]) for i in range(len(words) - WINDOW + 1)
+            if None not in words[i:i + WINDOW] and sum(w.isalpha() for w in words[i:i + WINDOW]) >= WINDOW - 2}
+
+
+def _sentences(text: str) -> list[str]:
+    """The sentences of a passage that hold prose (a run of WINDOW words); commands and formulas fall out."""
+    text = re.sub(r"```.*?```", " ", text, flags=re.S)  # fenced code: commands, not answers
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z(*`])", re.sub(r"\s+", " ", text))
+    return [sentence.strip() for sentence in sentences if _prose_runs(_words(sentence))]
+
+
+def _answer_key() -> list[tuple[str, str]]:
+    """(where, sentence) for every sentence of every answer of the answer key."""
+    passages = [(q.where, q.answer) for q in course.find_questions()[0]]
+    docs = [REPO / "README.md"] + sorted(p for d in course.HANDOUT_DIRS for p in (REPO / d).rglob("*.md"))
+    for doc in docs:
+        rel, text = doc.relative_to(REPO).as_posix(), doc.read_text(encoding="utf-8")
+        if rel in course.HANDOUT_SKIP:
+            continue
+        if "<!-- handout: leave out -->" in text[:500]:  # docs/derivations.md: all of it is theirs to write
+            passages.append((rel, text))
+            continue
+        passages += [(rel, passage) for passage in course.marked_answers(text, rel)]
+        if rel.startswith("docs/") and "<!-- handout: keep -->" not in text[:500]:
+            passages += [(rel, "\n".join(prose)) for _, prose in course.markdown_answers(text)]
+    for notebook in sorted((REPO / "notebooks").glob("*.py")):
+        for cell in notebook.read_text(encoding="utf-8").split("# %%")[1:]:
+            lines = cell.splitlines()[1:]
+            if lines and lines[0].startswith(course.NOTEBOOK_ANSWER):
+                answer = "\n".join(line.removeprefix("#").strip() for line in lines).replace("**A:**", "")
+                passages.append((notebook.relative_to(REPO).as_posix(), answer))
+    return [(where, sentence) for where, passage in passages for sentence in _sentences(passage)]
+
+
+def _questions() -> str:
+    """Every question, as words: the handout keeps the questions, so what a question shares with its answer is no
+    leak."""
+    asked = [q.question for q in course.find_questions()[0]]
+    for doc in sorted((REPO / "docs").glob("*.md")):
+        asked += [q for q, _ in course.markdown_answers(doc.read_text(encoding="utf-8"))]
+    for notebook in sorted((REPO / "notebooks").glob("*.py")):
+        asked += re.findall(r"^# \*\*Q:\*\*.*$", notebook.read_text(encoding="utf-8"), flags=re.M)
+    return " | ".join(" ".join(w or "|" for w in _words(q)) for q in asked)
+
+
+def test_no_sentence_of_any_answer_is_in_the_handout(handout):
+    out, _ = handout
+    runs = {}  # run of WINDOW words -> the handout files that hold it
+    for file in sorted(p for p in out.rglob("*") if p.is_file()):
+        try:
+            text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # a binary file: images, weights, parquet
+        for run in _prose_runs(_words(text)):
+            runs.setdefault(run, []).append(file.relative_to(out).as_posix())
+    answers, asked = _answer_key(), _questions()
+    assert len(answers) > 300
+    explained = set()  # (run, file) pairs the code may hold
+    for rel, passages in EXPLAINED_IN_THE_CODE.items():
+        for passage in passages:
+            held = " ".join((out / rel).read_text(encoding="utf-8").split())
+            assert passage in held, f"{rel} no longer says {passage!r}: drop it from EXPLAINED_IN_THE_CODE"
+            explained |= {(run, rel) for run in _prose_runs(_words(passage))}
+    leaks = []
+    for where, sentence in answers:
+        for run in sorted(_prose_runs(_words(sentence))):
+            phrase = " ".join(run)
+            files = [f for f in runs.get(run, []) if (run, f) not in explained]
+            if files and phrase not in asked:
+                leaks.append(f"{files[0]}: '{phrase}' (of the answer at {where}: {sentence[:100]!r})")
+                break
+    assert leaks == [], f"{len(leaks)} sentences of answers are in the handout:\n" + "\n".join(leaks)
+
+
+def test_marked_answers_leave_the_markdown_and_their_replacement_stays():
+    text = ("Intro stays.\n<!-- handout: answer -->\nThe secret reason.\n<!-- handout: end -->\n"
+            "Usage stays, <!-- handout: answer -->and a secret clause,<!-- handout: end --> and so does this.\n"
+            "<!-- handout: replace with: Measure it yourself: `python benchmarks/x.py`. -->\nIt is 71%.\n"
+            "<!-- handout: end -->\nThe convention is `<!-- handout: answer -->` (in backticks: documentation).\n")
+    stripped, removed = course.strip_marked_answers(text, "x.md")
+    assert removed == 3
+    assert course.marked_answers(text) == ["\nThe secret reason.\n", "and a secret clause,", "\nIt is 71%.\n"]
+    assert stripped == ("Intro stays.\nUsage stays,  and so does this.\nMeasure it yourself: `python benchmarks/x.py`.\n"
+                        "The convention is `<!-- handout: answer -->` (in backticks: documentation).\n")
+    for bad, message in (("<!-- handout: answer -->\nno end\n", "x.md:1: .* no '<!-- handout: end -->' after it"),
+                         ("a\n<!-- handout: end -->\n", "x.md:2: .* no '<!-- handout: answer -->' before it"),
+                         ("<!-- handout: answer -->\n<!-- handout: answer -->\n", "x.md:2: .* opens inside")):
+        with pytest.raises(InputError, match=message):
+            course.strip_marked_answers(bad, "x.md")
+
+
 def test_handout_installs_imports_and_runs_its_cli(handout, tmp_path):
     out, _ = handout
     target = tmp_path / "site"
