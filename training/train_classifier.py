@@ -25,7 +25,8 @@ import torch
 
 from sd_course import __version__
 from sd_course.core.data import load_images
-from sd_course.evaluate.classifier import accuracy, save_classifier, sha256_of, train_classifier
+from sd_course.core.provenance import file_sha256
+from sd_course.evaluate.classifier import accuracy, save_classifier, train_classifier
 
 
 def parse_args(argv=None):
@@ -75,7 +76,7 @@ def main(argv=None):
         train_minutes=train_seconds / 60, total_minutes=(time.time() - start) / 60, threads=torch.get_num_threads(),
         cpu=platform.processor() or platform.machine(), torch_version=torch.__version__, version=__version__,
         load=os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
-        num_params=num_params, size_kb=size / 1024, sha256=sha256_of(weights), feature_dim=model.config["feature_dim"],
+        num_params=num_params, size_kb=size / 1024, sha256=file_sha256(weights), feature_dim=model.config["feature_dim"],
         mean=model.config["normalization"]["mean"], std=model.config["normalization"]["std"],
     )
     (Path(args.output_dir) / "README.md").write_text(card)

@@ -41,6 +41,7 @@ MACHINE_KEYS = ("minutes", "train_minutes", "seconds", "train_seconds", "wall_s"
 
 
 def file_sha256(path: str | Path) -> str:
+    """sha256 of a file: recorded with every result so a number can be traced to the exact weights."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -61,7 +62,7 @@ def weight_files(path: str | Path) -> list[Path]:
     path = Path(path)
     if path.is_file():
         return [path]
-    return sorted(path.rglob("*.safetensors")) + sorted(path.rglob("*.yaml"))
+    return sorted(path.rglob("*.safetensors"))
 
 
 def hash_inputs(paths, root: Path = SOURCE_ROOT) -> dict[str, str]:

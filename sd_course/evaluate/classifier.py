@@ -20,7 +20,6 @@ Use it:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -32,6 +31,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from sd_course.core.errors import InputError
+from sd_course.core.provenance import file_sha256
 
 DEFAULT_CLASSIFIER_DIR = Path(__file__).resolve().parents[1] / "assets" / "mnist-classifier"
 CLASSIFIER_ID = "sd_course/mnist-classifier"  # recorded next to every metric computed with these features
@@ -98,15 +98,6 @@ def check_images(images: torch.Tensor, config: dict = DEFAULT_CONFIG, what: str 
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def sha256_of(path: str | Path) -> str:
-    """sha256 of a file: recorded with every metric so a number can be traced to the exact weights."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def build_classifier(config: dict | None = None, seed: int | None = None) -> DigitCNN:
     """A freshly initialised classifier (seeded when ``seed`` is given)."""
     config = dict(DEFAULT_CONFIG if config is None else config)
@@ -131,7 +122,7 @@ def load_classifier(path: str | Path | None = None) -> DigitCNN:
     model = build_classifier(config)
     model.load_state_dict(load_file(str(weights)))
     model.eval().requires_grad_(False)
-    model.weights_sha256 = sha256_of(weights)
+    model.weights_sha256 = file_sha256(weights)
     model.id = CLASSIFIER_ID if folder.resolve() == DEFAULT_CLASSIFIER_DIR.resolve() else str(folder)
     return model
 

@@ -32,9 +32,9 @@ from sd_course.core.data import channels_of, load_images
 from sd_course.core.errors import InputError
 from sd_course.core.device import resolve_device
 from sd_course.core.options import SampleOptions
-from sd_course.core.provenance import write_result
+from sd_course.core.provenance import file_sha256, write_result
 from sd_course.core.schedulers import check_steps_value, check_timestep_spacing, noise_schedule_of, scheduler_info
-from sd_course.evaluate.classifier import DEFAULT_CLASSIFIER_DIR, sha256_of
+from sd_course.evaluate.classifier import DEFAULT_CLASSIFIER_DIR
 from sd_course.evaluate.metrics import (
     DEFAULT_REFERENCE,
     FEATURE_NAME,
@@ -380,7 +380,7 @@ def training_progress(path: Path, run: Path | None = None, epoch: int | None = N
 
 def _unet_hash(folder: Path) -> str | None:
     files = sorted((folder / "unet").glob("*.safetensors"))
-    return sha256_of(files[0]) if files else None
+    return file_sha256(files[0]) if files else None
 
 
 def expand_entries(paths: list[str]) -> list[Entry]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from sd_course.core.provenance import file_sha256
 from sd_course.core.data import load_images
 from sd_course.core.errors import InputError
 from sd_course.evaluate.classifier import (
@@ -19,7 +20,6 @@ from sd_course.evaluate.classifier import (
     check_images,
     load_classifier,
     predict,
-    sha256_of,
     train_classifier,
 )
 
@@ -31,7 +31,7 @@ def test_shipped_weights_are_small_and_described_by_their_card():
     assert weights.stat().st_size < 2 * 2**20
     config = json.loads((DEFAULT_CLASSIFIER_DIR / "config.json").read_text())
     model = load_classifier()
-    assert model.weights_sha256 == sha256_of(weights)
+    assert model.weights_sha256 == file_sha256(weights)
     assert model.hidden.out_features == config["feature_dim"] == 128
     card = (DEFAULT_CLASSIFIER_DIR / "README.md").read_text()
     stated = float(re.search(r"MNIST test accuracy \(measured\) \| \*\*([\d.]+)%", card).group(1))

@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from sd_course.core.provenance import file_sha256
 from sd_course import __version__
 from sd_course.app import cli
 from sd_course.core.data import load_images
@@ -22,7 +23,6 @@ from sd_course.evaluate import evaluation, metrics
 from sd_course.evaluate.classifier import (
     DEFAULT_CLASSIFIER_DIR,
     load_classifier,
-    sha256_of,
 )
 
 FID = f"fid_{metrics.FEATURE_NAME}"
@@ -217,7 +217,7 @@ def test_evaluate_model_writes_named_metrics_and_provenance(tmp_path, capsys):
     assert result["scheduler"] == "DDPMScheduler" and result["source"] == "model"
     assert result["timestep_spacing"] == "leading"  # what the folder's config says (DDPMScheduler's default)
     assert result["feature_extractor"] == "sd_course/mnist-classifier"
-    assert result["feature_extractor_sha256"] == sha256_of(DEFAULT_CLASSIFIER_DIR / "model.safetensors")
+    assert result["feature_extractor_sha256"] == file_sha256(DEFAULT_CLASSIFIER_DIR / "model.safetensors")
     assert result["sd_course_version"] == __version__ and result["reference_n"] == 300
     assert result["kid_subset_size"] == 24
     assert len(result[f"class_histogram_{metrics.FEATURE_NAME}"]) == 10
