@@ -10,6 +10,7 @@
     sd-course export     runs/mnist --output pipelines/ddpm-mnist --metrics runs/mnist/metrics.json
     sd-course inversion  --output_dir figures/inversion
     sd-course latents    --vae pipelines/mini-sd-mnist/vae --output_dir figures/latents/
+    sd-course attention  --model pipelines/mini-sd-mnist --prompt "a handwritten digit seven" --output_dir figs/
     sd-course inpaint    --model pipelines/ddpm-mnist --image digit.png --mask mask.png --output filled.png
     sd-course questions  --check            (or --write: regenerate docs/questions.md)
     sd-course results    check              (or write, list, rerun ID: the numbers the prose quotes)
@@ -331,6 +332,31 @@ def _add_latents(sub):
     p.set_defaults(func=run)
 
 
+def _add_attention(sub):
+    p = sub.add_parser("attention", help="the mini-SD's cross-attention maps: which token each latent position reads",
+                       description="Sample a prompt once with a text-to-image pipeline, recording "
+                                   "softmax(QK^T/sqrt(d)) of every cross-attention layer (conditional half, mean over "
+                                   "heads): maps per token and step (attention.png), shares per layer "
+                                   "(per_layer.png), attention.json.")
+    p.add_argument("--model", default=None, help="a text-to-image pipeline folder (default: the shipped "
+                                                 "pipelines/mini-sd-mnist)")
+    add_sample_arguments(p, ["prompt", "scheduler", "num_inference_steps", "guidance_scale", "seed", "device"],
+                         prompt="a handwritten digit seven", scheduler="ddim", num_inference_steps=25)
+    p.add_argument("--num_rows", type=int, default=4, help="sampling steps shown in attention.png, evenly spaced")
+    p.add_argument("--output_dir", default="figures/attention")
+
+    def run(args):
+        write_attention_lesson = deferred("sd_course.latent.attention_maps").write_attention_lesson
+
+        numbers = write_attention_lesson(args.model, args.prompt, args.output_dir, args.num_inference_steps,
+                                         args.guidance_scale, args.seed, args.scheduler, args.num_rows,
+                                         device=args.device)
+        print(numbers["summary"])
+        print(f"wrote {args.output_dir}/: attention.png per_layer.png attention.json")
+
+    p.set_defaults(func=run)
+
+
 def _add_inpaint(sub):
     p = sub.add_parser("inpaint", help="fill the white part of a mask in a real image (RePaint with the pixel model)")
     p.add_argument("--model", default=None, help=MODEL_HELP)
@@ -523,6 +549,7 @@ COMMANDS = [
     _add_export,
     _add_inversion,
     _add_latents,
+    _add_attention,
     _add_inpaint,
     _add_questions,
     _add_results,
