@@ -45,9 +45,11 @@ class TestAutoencoder(ObjectiveCommonTest):
                  "assert z.shape == (1, 4, 8, 8), z.shape")
 
     def flags(self, output_dir, context, **overrides):
+        # the whole recipe: the perceptual and adversarial terms switch on during the run (and across a resume)
         return dict(vae_config_name_or_path="tiny-vae", resolution=16, resize_mode="resize", max_train_samples=64,
                     train_batch_size=8, gradient_accumulation_steps=2, learning_rate=2e-3, use_ema=True,
-                    ema_max_decay=0.9)
+                    ema_max_decay=0.9, perceptual_weight=1.0, perceptual_start=1, adversarial_weight=0.5,
+                    adversarial_start=3, discriminator_width=8)
 
 
 class TestGAN(ObjectiveCommonTest):
@@ -84,4 +86,4 @@ class TestTextToImage(ObjectiveCommonTest):
         return dict(vae_name_or_path=context["vae"], model_config_name_or_path="tiny-sd", text_encoder_config="tiny-sd",
                     resolution=16, resize_mode="resize", max_train_samples=64, train_batch_size=16,
                     ddpm_num_steps=100, ddpm_num_inference_steps=2, eval_batch_size=4, learning_rate=1e-3,
-                    use_ema=True, ema_max_decay=0.9)
+                    use_ema=True, ema_max_decay=0.9, filler_captions=0.5, tokenizer_max_length=32)

@@ -1,9 +1,13 @@
 """Train the digit classifier whose features define sd_course's FID / KID / precision / recall.
 
-The exact command that produced the shipped weights in ``sd_course/assets/mnist-classifier/``:
+The exact commands that produced the shipped weights in ``sd_course/assets/mnist-classifier/`` (the metrics' judge)
+and ``sd_course/assets/mnist-perceptual/`` (the same network with another seed: the autoencoder's perceptual loss, kept
+apart from the metrics' features):
 
     python training/train_classifier.py --dataset_name ../shared/data/mnist \
         --output_dir sd_course/assets/mnist-classifier --seed 0
+    python training/train_classifier.py --dataset_name ../shared/data/mnist \
+        --output_dir sd_course/assets/mnist-perceptual --seed 1 --role perceptual
 
 With internet, ``--dataset_name ylecun/mnist`` (the default) fetches the same data from the Hub. It trains on the
 60,000 training digits, measures accuracy on the 10,000 test digits (never seen in training), and writes
@@ -41,6 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--max_shift", type=int, default=2, help="random translation augmentation, in pixels")
     p.add_argument("--max_train_samples", type=int, default=None, help="first N training digits (quick tries)")
     p.add_argument("--num_threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--role", choices=sorted(ROLES), default="metrics",
+                   help="what the network is for: the card's title and first paragraph")
     return p.parse_args(argv)
 
 
@@ -70,6 +76,7 @@ def main(argv=None):
     size = weights.stat().st_size
     num_params = sum(p.numel() for p in model.parameters())
     card = CARD.format(
+        name=Path(args.output_dir).name, role=ROLES[args.role],
         test_accuracy=100 * test_accuracy, num_test=len(test_x), train_accuracy=100 * train_accuracy,
         num_train=len(train_x), dataset=args.dataset_name, command=command, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.learning_rate, max_shift=args.max_shift, seed=args.seed,
@@ -83,6 +90,17 @@ def main(argv=None):
     print(f"wrote {args.output_dir}/model.safetensors ({size / 1024:.0f} KiB), config.json, README.md")
 
 
+ROLES = {
+    "metrics": "the feature extractor of sd_course's metrics. Its **penultimate 128-d features** are the space in "
+               "which `sd_course.evaluate.metrics` computes `fid_mnist_classifier`, `kid_mnist_classifier`, precision "
+               "and recall; its softmax gives the class histogram and mean confidence of generated digits. These "
+               "numbers are **not** Inception FIDs and cannot be compared with FIDs published in papers",
+    "perceptual": "the perceptual network of the digit autoencoder. Its first two conv blocks' feature maps are "
+                  "compared by the perceptual term of `sd_course/latent/autoencoder.py` (LPIPS's role in Stable "
+                  "Diffusion's autoencoder recipe). It is trained with another seed than the metrics' classifier, so "
+                  "the autoencoder is never trained on the features its FID is measured in",
+}
+
 CARD = """---
 license: apache-2.0
 datasets:
@@ -90,20 +108,19 @@ datasets:
 metrics:
 - accuracy
 model-index:
-- name: sd_course mnist-classifier
+- name: sd_course {name}
   results:
   - task: {{type: image-classification}}
     dataset: {{name: MNIST, type: ylecun/mnist, split: test}}
     metrics:
     - {{type: accuracy, value: {test_accuracy:.2f}}}
 ---
-# mnist-classifier — the feature extractor of sd_course's metrics
+# {name}
+
+This network is {role}.
 
 A small CNN (3 x conv-BN-ReLU-maxpool with 32/64/128 channels, then a {feature_dim}-d hidden layer and 10 logits;
-{num_params:,} parameters, {size_kb:.0f} KiB as fp32 safetensors). Its **penultimate {feature_dim}-d features** are
-the space in which `sd_course.evaluate.metrics` computes `fid_mnist_classifier`, `kid_mnist_classifier`, precision and
-recall; its softmax gives the class histogram and mean confidence of generated digits. These numbers are **not**
-Inception FIDs and cannot be compared with FIDs published in papers.
+{num_params:,} parameters, {size_kb:.0f} KiB as fp32 safetensors; `sd_course/core/digit_cnn.py`).
 
 | | |
 |---|---|

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
-from torch import nn
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from sd_course.core.digit_cnn import DEFAULT_CONFIG, DigitCNN, load_digit_cnn, normalize
 from sd_course.core.errors import InputError
 from sd_course.core.provenance import file_sha256
 
@@ -38,48 +38,6 @@ CLASSIFIER_ID = "sd_course/mnist-classifier"  # recorded next to every metric co
 
 # The input the network expects: 1-channel 28x28 uint8 pixels, turned into float as (pixel/255 - mean) / std with
 # MNIST's own training-set mean and standard deviation (so the first layer sees roughly zero-mean, unit-variance data).
-DEFAULT_CONFIG = dict(
-    architecture="DigitCNN",
-    in_channels=1,
-    image_size=28,
-    channels=[32, 64, 128],  # widths of the three conv blocks: 28 -> 14 -> 7 -> 3
-    feature_dim=128,  # the penultimate layer: the feature space of the metrics
-    num_classes=10,
-    normalization=dict(input="uint8 pixels / 255", mean=0.1307, std=0.3081),
-    feature_layer="penultimate (ReLU of the 128-d hidden layer, the input of the final linear layer)",
-)
-
-
-class DigitCNN(nn.Module):
-    """conv-BN-ReLU-maxpool x 3 (28 -> 14 -> 7 -> 3), then a 128-d hidden layer (the features), then 10 logits."""
-
-    def __init__(self, in_channels: int = 1, image_size: int = 28, channels=(32, 64, 128), feature_dim: int = 128,
-                 num_classes: int = 10, **_ignored):
-        super().__init__()
-        blocks, c_in, size = [], in_channels, image_size
-        for c_out in channels:
-            blocks += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
-                       nn.MaxPool2d(2)]
-            c_in, size = c_out, size // 2
-        self.blocks = nn.Sequential(*blocks)
-        self.hidden = nn.Linear(c_in * size * size, feature_dim)
-        self.dropout = nn.Dropout(0.3)  # only active while training; features are taken in eval mode
-        self.head = nn.Linear(feature_dim, num_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised images (B, 1, 28, 28) -> penultimate features (B, feature_dim)."""
-        return F.relu(self.hidden(self.blocks(x).flatten(1)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.features(x)))
-
-
-def normalize(images_uint8: torch.Tensor, config: dict = DEFAULT_CONFIG) -> torch.Tensor:
-    """uint8 (B, 1, 28, 28) -> float input of the network: ``(pixel / 255 - mean) / std``."""
-    norm = config["normalization"]
-    return (images_uint8.float() / 255.0 - norm["mean"]) / norm["std"]
-
-
 def check_images(images: torch.Tensor, config: dict = DEFAULT_CONFIG, what: str = "images") -> None:
     """The classifier only reads what it was trained on: uint8 (N, 1, 28, 28). Anything else is an InputError."""
     expected = (config["in_channels"], config["image_size"], config["image_size"])
@@ -114,14 +72,9 @@ def load_classifier(path: str | Path | None = None) -> DigitCNN:
     The returned model is in eval mode and carries ``.config``, ``.weights_sha256`` and ``.id``.
     """
     folder = Path(path) if path is not None else DEFAULT_CLASSIFIER_DIR
-    weights, config_file = folder / "model.safetensors", folder / "config.json"
-    if not weights.is_file() or not config_file.is_file():
-        raise InputError(f"no classifier in {folder} (it needs model.safetensors and config.json); train one with "
-                         "`python training/train_classifier.py --output_dir DIR` and pass that DIR")
-    config = json.loads(config_file.read_text())
-    model = build_classifier(config)
-    model.load_state_dict(load_file(str(weights)))
-    model.eval().requires_grad_(False)
+    weights = folder / "model.safetensors"
+    model = load_digit_cnn(folder, what="classifier", fix="train one with `python training/train_classifier.py "
+                                                          "--output_dir DIR` and pass that DIR")
     model.weights_sha256 = file_sha256(weights)
     model.id = CLASSIFIER_ID if folder.resolve() == DEFAULT_CLASSIFIER_DIR.resolve() else str(folder)
     return model

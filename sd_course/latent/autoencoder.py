@@ -10,6 +10,16 @@ The model (Kingma & Welling 2014; Rombach et al. 2022, the "KL-regularised" auto
     encoder:  x (1x32x32) -> q(z | x) = N(mu(x), diag sigma^2(x)),  z of shape 4x8x8
     decoder:  z -> x_rec
     loss    = |x - x_rec| + beta * KL( q(z | x) || N(0, I) )       # reconstruction + a *small* KL term
+            + p * perceptual(x, x_rec)                             # --perceptual_weight: strokes, not pixels
+            + w * lambda * (-D(x_rec))                             # --adversarial_weight: a patch discriminator D
+            (+ D's own hinge loss, which reaches only D's weights)
+
+The last two are what Stable Diffusion's autoencoder recipe adds (Esser et al. 2021, "taming transformers";
+Rombach et al. 2022): an L1 loss alone is minimised by the *median* of the strokes a code could stand for, a blur;
+a perceptual term compares feature maps of a network that knows digits (LPIPS's role; here the small digit CNN of
+``sd_course/assets/mnist-perceptual``, see ``perceptual_distance``), and a discriminator that judges 16x16 patches
+as real or reconstructed penalises any blur it can see. Both start after a warm-up (``--perceptual_start``,
+``--adversarial_start``): the autoencoder first learns to reconstruct at all.
 
 Q: What is a latent space?
 A: A smaller space of numbers from which the data can be rebuilt. The encoder maps each 32x32 digit (1,024 pixels;
@@ -49,12 +59,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
+from torch import nn
 
 from sd_course.core.data import load_run_dataset, random_flip, to_model_range, to_uint8
+from sd_course.core.digit_cnn import load_digit_cnn
 from sd_course.core.errors import InputError
 from sd_course.core.images import to_pil_images
 from sd_course.core.models import build_vae
@@ -62,6 +75,7 @@ from sd_course.train.config import TrainConfig, option
 from sd_course.train.loop import Objective
 
 RECONSTRUCTION_LOSSES = ("l1", "mse")
+DEFAULT_PERCEPTUAL_NETWORK = Path(__file__).resolve().parents[1] / "assets" / "mnist-perceptual"
 
 
 @dataclass
@@ -72,6 +86,16 @@ class VAEConfig(TrainConfig):
     reconstruction_loss: str = option("l1", "per-pixel reconstruction term (Stable Diffusion's VAE: l1)",
                                       choices=RECONSTRUCTION_LOSSES)
     kl_weight: float = option(1e-6, "beta, the weight of KL(q(z|x) || N(0,I)), summed over the latent, per image")
+    perceptual_weight: float = option(0.0, "weight p of the perceptual term (perceptual_distance; Stable "
+                                           "Diffusion: LPIPS, weight 1); 0: off")
+    perceptual_network: Optional[str] = option(None, "the DigitCNN folder whose feature maps the perceptual term "
+                                                     "compares (default: sd_course/assets/mnist-perceptual)")
+    perceptual_start: int = option(0, "optimiser steps before the perceptual term switches on")
+    adversarial_weight: float = option(0.0, "weight w of the patch discriminator's term, times the adaptive weight "
+                                            "lambda of Esser et al. 2021 (Stable Diffusion: 0.5); 0: no discriminator")
+    adversarial_start: int = option(0, "optimiser steps before the discriminator's terms switch on (Stable "
+                                       "Diffusion: 50,001): first learn to reconstruct, then to be sharp")
+    discriminator_width: int = option(64, "channels of the patch discriminator's first layer")
     scaling_samples: int = option(2048, "training images whose latents set scaling_factor = 1 / std")
     # --- what differs from the diffusion defaults -----------------------------------------------------------------
     resolution: int = option(32, "images are padded (or resized) to this size; a multiple of the down-sampling factor")
@@ -79,27 +103,96 @@ class VAEConfig(TrainConfig):
                               choices=("resize", "pad", "center_crop"))
     output_dir: str = option("runs/vae", "where the AutoencoderKL folder, checkpoints, samples and logs go")
 
-    POSITIVE = TrainConfig.POSITIVE + ("scaling_samples",)
+    POSITIVE = TrainConfig.POSITIVE + ("scaling_samples", "discriminator_width")
+    NON_NEGATIVE = TrainConfig.NON_NEGATIVE + ("perceptual_start", "adversarial_start")
 
     def validate(self) -> None:
         super().validate()
-        if self.kl_weight < 0:
-            raise InputError(f"--kl_weight must be >= 0, got {self.kl_weight}")
+        for name in ("kl_weight", "perceptual_weight", "adversarial_weight"):
+            if getattr(self, name) < 0:
+                raise InputError(f"--{name} must be >= 0, got {getattr(self, name)}")
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN (Isola et al. 2017), the discriminator of Stable Diffusion's autoencoder recipe: a few strided
+    convolutions whose output is a map of logits, one per overlapping patch (6x6 patches of 22x22 pixels of a 32x32
+    digit), each saying "real" (> 0) or "reconstructed" (< 0). Judging patches, not whole images, it punishes blur
+    and smeared strokes anywhere, and leaves the digit's identity to the reconstruction and perceptual terms."""
+
+    def __init__(self, in_channels: int = 1, width: int = 64):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(in_channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),             # 32 -> 16
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * width),
+            nn.LeakyReLU(0.2),                                                                      # 16 -> 8
+            nn.Conv2d(2 * width, 4 * width, 4, stride=1, padding=1, bias=False), nn.BatchNorm2d(4 * width),
+            nn.LeakyReLU(0.2),                                                                      # 8 -> 7
+            nn.Conv2d(4 * width, 1, 4, stride=1, padding=1))                                        # 7 -> 6
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
 
 
 class VAEForTraining(torch.nn.Module):
-    """``AutoencoderKL`` with the forward pass of training: encode, sample z by the reparameterisation trick, decode.
+    """``AutoencoderKL`` with the forward pass of training: encode, sample z by the reparameterisation trick, decode;
+    and, with a discriminator, its logits on the real and the reconstructed images.
 
     (The loop's ``DistributedDataParallel`` averages gradients of what runs through ``forward``.)"""
 
-    def __init__(self, vae):
+    def __init__(self, vae, discriminator: Optional[PatchDiscriminator] = None):
         super().__init__()
-        self.vae = vae
+        self.vae, self.discriminator = vae, discriminator
 
     def forward(self, x, eps):
         posterior = self.vae.encode(x).latent_dist  # q(z | x) = N(mu, sigma^2)
         z = posterior.mean + posterior.std * eps  # z = mu + sigma * eps: a sample whose gradient reaches mu, sigma
-        return self.vae.decode(z).sample, posterior.kl()  # x_rec, KL(q(z|x) || N(0, I)) per image
+        x_rec = self.vae.decode(z).sample
+        out = {"x_rec": x_rec, "kl": posterior.kl()}  # KL(q(z|x) || N(0, I)) per image
+        if self.discriminator is not None:
+            # D's own loss sees the reconstruction detached (no gradient into the autoencoder); the autoencoder is
+            # judged by D with detached weights (no gradient into D): one optimiser steps both, as in gan/dcgan.py
+            out["d_real"] = self.discriminator(x)
+            out["d_fake"] = self.discriminator(x_rec.detach())
+            frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
+            out["d_fake_for_vae"] = torch.func.functional_call(self.discriminator, frozen, (x_rec,))
+        return out
+
+
+def perceptual_distance(network, x: torch.Tensor, x_rec: torch.Tensor, num_blocks: int = 2) -> torch.Tensor:
+    """LPIPS's distance (Zhang et al. 2018, without its learnt per-channel weights) in a digit CNN's feature maps:
+
+        d(x, y) = sum_l mean_{h,w} || f_l(x)_hw / |f_l(x)_hw| - f_l(y)_hw / |f_l(y)_hw| ||^2
+
+    over the first ``num_blocks`` conv blocks (32 maps at 28x28, 64 at 14x14): where strokes run and how they meet,
+    not pixel values. The third block and the 128-d features the metrics use are not compared, and the network is a
+    second DigitCNN trained with another seed (sd_course/assets/mnist-perceptual), not the metrics' classifier:
+    the autoencoder is never trained on the features its FID is measured in. Images in [-1, 1], 32x32 (cropped to
+    the 28x28 the network reads; other sizes are resized); returns the mean over the batch."""
+    def prepare(images):
+        size = network.config["image_size"]
+        if images.shape[-1] >= size and (images.shape[-1] - size) % 2 == 0:  # 32x32 padded digits: the centre
+            top = (images.shape[-1] - size) // 2
+            images = images[..., top:top + size, top:top + size]
+        else:  # other sizes (the tests' 16x16): resized to what the network reads
+            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        norm = network.config["normalization"]
+        return ((images.float() + 1) / 2 - norm["mean"]) / norm["std"]  # as normalize() does for uint8 pixels
+
+    total = x.new_zeros((), dtype=torch.float32)
+    for a, b in zip(network.feature_maps(prepare(x), num_blocks), network.feature_maps(prepare(x_rec), num_blocks)):
+        a = a / (a.norm(dim=1, keepdim=True) + 1e-10)
+        b = b / (b.norm(dim=1, keepdim=True) + 1e-10)
+        total = total + (a - b).pow(2).sum(dim=1).mean()
+    return total
+
+
+def adaptive_weight(loss_rec: torch.Tensor, loss_adv: torch.Tensor, last_layer: torch.Tensor) -> torch.Tensor:
+    """lambda = |grad_L loss_rec| / (|grad_L loss_adv| + 1e-4) at the decoder's last layer L (Esser et al. 2021,
+    eq. 7): the adversarial gradient is scaled to the size of the reconstruction gradient, so w means the same
+    whatever the two losses' scales, and a discriminator that wins outright cannot swamp the reconstruction."""
+    g_rec, = torch.autograd.grad(loss_rec, last_layer, retain_graph=True)
+    g_adv, = torch.autograd.grad(loss_adv, last_layer, retain_graph=True)
+    return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, 1e4).detach()
 
 
 class Autoencoder(Objective):
@@ -114,24 +207,61 @@ class Autoencoder(Objective):
         self.dataset = dataset
         vae = build_vae(cfg.vae_config_name_or_path, info.resolution, info.num_channels)
         self.latent_shape = latent_shape(vae, info.resolution)
-        return dataset, info, VAEForTraining(vae)
+        self.perceptual = None
+        if cfg.perceptual_weight > 0:
+            self.perceptual = load_digit_cnn(cfg.perceptual_network or DEFAULT_PERCEPTUAL_NETWORK, "perceptual network",
+                                             "pass --perceptual_network DIR (a folder written by "
+                                             "training/train_classifier.py), or --perceptual_weight 0")
+            if self.perceptual.config["in_channels"] != info.num_channels:
+                raise InputError(f"the perceptual network reads {self.perceptual.config['in_channels']}-channel "
+                                 f"images, the dataset has {info.num_channels}: pass --perceptual_weight 0 (or a "
+                                 "network trained on such images as --perceptual_network)")
+            self.perceptual.to(accelerator.device)
+        discriminator = PatchDiscriminator(info.num_channels, cfg.discriminator_width) \
+            if cfg.adversarial_weight > 0 else None
+        return dataset, info, VAEForTraining(vae, discriminator)
 
     def loss(self, model, batch, generator):
+        """One step of the autoencoder (and of its discriminator):
+        1. encode, draw z = mu + sigma eps, decode (VAEForTraining.forward);
+        2. the reconstruction term |x - x_rec| (or squared) and the KL term;
+        3. after --perceptual_start steps: the perceptual term (perceptual_distance);
+        4. after --adversarial_start steps: the autoencoder's adversarial term -D(x_rec) times lambda (adaptive_weight),
+           and the discriminator's hinge loss relu(1 - D(x)) + relu(1 + D(x_rec)) (Lim & Ye 2017, as in SD's recipe).
+        Before its start a term is multiplied by 0, not left out, so every weight always takes part in the step."""
+        cfg = self.cfg
         x = batch["pixel_values"]
-        if self.cfg.random_flip:
+        if cfg.random_flip:
             x = random_flip(x, generator)
         eps = torch.randn((x.shape[0], *self.latent_shape), generator=generator).to(x.device)
-        x_rec, kl = model(x, eps)
-        if self.cfg.reconstruction_loss == "l1":
-            reconstruction = F.l1_loss(x_rec.float(), x.float())
+        out = model(x, eps)  # 1.
+        x_rec = out["x_rec"].float()
+        if cfg.reconstruction_loss == "l1":  # 2.
+            reconstruction = F.l1_loss(x_rec, x.float())
         else:
-            reconstruction = F.mse_loss(x_rec.float(), x.float())
-        kl = kl.float().mean()
-        self.last_logs = {"reconstruction": reconstruction.item(), "kl": kl.item()}  # logged with the loss
-        return reconstruction + self.cfg.kl_weight * kl
+            reconstruction = F.mse_loss(x_rec, x.float())
+        kl = out["kl"].float().mean()
+        logs = {"reconstruction": reconstruction.item(), "kl": kl.item()}
+        loss_rec = reconstruction
+        if self.perceptual is not None:  # 3.
+            perceptual = perceptual_distance(self.perceptual, x, x_rec)
+            loss_rec = loss_rec + cfg.perceptual_weight * float(self.step >= cfg.perceptual_start) * perceptual
+            logs["perceptual"] = perceptual.item()
+        loss = loss_rec + cfg.kl_weight * kl
+        if "d_real" in out:  # 4.
+            on = float(self.step >= cfg.adversarial_start)
+            loss_adv = -out["d_fake_for_vae"].float().mean()
+            decoder = getattr(model, "module", model).vae.decoder  # through DistributedDataParallel, if any
+            lam = adaptive_weight(loss_rec, loss_adv, decoder.conv_out.weight) if on and torch.is_grad_enabled() \
+                else x.new_zeros(())
+            loss_d = F.relu(1 - out["d_real"].float()).mean() + F.relu(1 + out["d_fake"].float()).mean()
+            loss = loss + on * (cfg.adversarial_weight * lam * loss_adv + loss_d)
+            logs.update(adversarial=loss_adv.item(), adaptive_weight=lam.item(), loss_d=loss_d.item())
+        self.last_logs = logs  # logged with the loss
+        return loss
 
     def saveable(self, model):
-        """The AutoencoderKL, with ``scaling_factor = 1 / std`` of the latents of the first training images."""
+        """The AutoencoderKL alone (the discriminator is only for training), with ``scaling_factor = 1 / std`` of the latents of the first training images."""
         vae = model.vae
         images = torch.stack([self.dataset[i]["pixel_values"]
                               for i in range(min(self.cfg.scaling_samples, len(self.dataset)))])

@@ -46,11 +46,70 @@ HELDOUT_TEMPLATES = (
 )
 
 
+# Words and marks that surround the digit's words in a noisy caption (filler_caption): letters drawn with their
+# frequency in English text (so the pairs the BPE merged, "th", "er", "in", turn up as in real words), pieces of the
+# caption words ("numbers", "handwriting" split into merged sub-words the captions never use alone), punctuation.
+LETTERS = "etaoinshrdlcumwfgypbvkjxqz"
+LETTER_WEIGHTS = (12.7, 9.1, 8.2, 7.5, 7.0, 6.7, 6.3, 6.1, 6.0, 4.3, 4.0, 2.8, 2.8, 2.4, 2.4, 2.2, 2.0, 2.0, 1.9, 1.5,
+                  1.0, 0.8, 0.15, 0.15, 0.1, 0.07)
+PUNCTUATION = (",", ".", "!", "?", ":", "-", "'", '"', "(", ")", "&", "*")
+
 WORDS_FILE = "caption_words.json"  # the words the tokenizer and text encoder were trained on (beside vocab.json)
 
 
 def caption(label: int, template: str) -> str:
     return template.format(word=DIGIT_WORDS[label], num=label)
+
+
+def filler_word(generator: torch.Generator, stems: tuple[str, ...]) -> str:
+    """One word that names no digit: random letters (half the time), a caption word cut and extended with random
+    letters (a third), or a punctuation mark."""
+    kind = torch.rand((), generator=generator).item()
+    if kind < 0.5 or not stems:
+        return _letters(generator, int(torch.randint(1, 11, (), generator=generator)))
+    if kind < 0.85:
+        stem = stems[int(torch.randint(len(stems), (), generator=generator))]
+        cut = int(torch.randint(1, len(stem) + 1, (), generator=generator))
+        extra = _letters(generator, int(torch.randint(0, 5, (), generator=generator)))
+        return stem[:cut] + extra if torch.rand((), generator=generator) < 0.7 else extra + stem[-cut:]
+    return PUNCTUATION[int(torch.randint(len(PUNCTUATION), (), generator=generator))]
+
+
+def _letters(generator: torch.Generator, n: int) -> str:
+    picks = torch.multinomial(torch.tensor(LETTER_WEIGHTS), n, replacement=True, generator=generator) if n else []
+    return "".join(LETTERS[i] for i in picks)
+
+
+def names_a_digit(word: str) -> bool:
+    return word in DIGIT_WORDS or any(ch.isdigit() for ch in word)
+
+
+def filler_caption(text: str, generator: torch.Generator, stems: tuple[str, ...], max_words: int = 12,
+                   fits=None) -> str:
+    """``text`` with 1 to ``max_words`` filler words (:func:`filler_word`) put between, before or after its words,
+    none of them naming a digit: "the number seven" -> "qeo the numberst seven , hae". A word is put in only where
+    ``fits(new_text)`` (e.g. the caption still fits the tokenizer's length: the digit's word is never cut off).
+
+    Why: a word the captions never had is split by the BPE into bytes and sub-words whose embeddings training never
+    touched; they feed the U-Net's cross-attention like any token, so one of them in a prompt pulls the image to
+    noise. Trained on captions full of such pieces around the digit's words, at every position of the context, the
+    text encoder learns to carry the digit's word through whatever surrounds it, as a real caption's words around
+    its subject."""
+    words = text.split()
+    for _ in range(int(torch.randint(1, max_words + 1, (), generator=generator))):
+        word = filler_word(generator, stems)
+        while names_a_digit(word):
+            word = filler_word(generator, stems)
+        candidate = list(words)
+        candidate.insert(int(torch.randint(len(words) + 1, (), generator=generator)), word)
+        if fits is None or fits(" ".join(candidate)):
+            words = candidate
+    return " ".join(words)
+
+
+def caption_stems(texts: list[str]) -> tuple[str, ...]:
+    """The words of the captions that name no digit ("a", "handwritten", "number", ...): what fillers are cut from."""
+    return tuple(sorted({w for text in texts for w in text.lower().split() if not names_a_digit(w)}))
 
 
 def digit_prompts(templates=TRAIN_TEMPLATES) -> list[tuple[int, str]]:

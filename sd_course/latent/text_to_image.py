@@ -77,7 +77,9 @@ from sd_course.latent.autoencoder import latent_shape, load_vae
 from sd_course.latent.text import (
     TRAIN_TEMPLATES,
     caption,
+    caption_stems,
     digit_prompts,
+    filler_caption,
     known_words,
     save_tokenizer,
     tokenize,
@@ -103,6 +105,10 @@ class TextToImageConfig(DiffusionConfig):
     caption_column: Optional[str] = option(None, "a column of captions; default: captions made from --label_column")
     label_column: str = option("label", "class labels the captions are made from (digits: 'a handwritten seven')")
     caption_dropout: float = option(0.1, "share of empty captions: teaches the unconditional score for guidance")
+    filler_captions: float = option(0.0, "share of captions given 1-12 random filler words around the digit's words "
+                                         "(sd_course/latent/text.py filler_caption), so that words never seen in "
+                                         "training are ignored, not read as noise; as large a share of the dropped "
+                                         "captions becomes filler only (a prompt naming no digit: any digit)")
     validation_prompts: Optional[list] = option(None, "prompts of the sample grids (default: the ten digits)")
     validation_guidance_scale: float = option(4.0, "classifier-free guidance scale of the sample grids")
     # --- what differs from the pixel-diffusion defaults -------------------------------------------------------------
@@ -124,6 +130,8 @@ class TextToImageConfig(DiffusionConfig):
         super().validate()
         if not 0 <= self.caption_dropout < 1:
             raise InputError(f"--caption_dropout must be in [0, 1), got {self.caption_dropout} (0.1 is usual)")
+        if not 0 <= self.filler_captions <= 1:
+            raise InputError(f"--filler_captions must be in [0, 1], got {self.filler_captions} (0.5: half the captions)")
         if self.validation_guidance_scale < 1:
             raise InputError(f"--validation_guidance_scale must be >= 1, got {self.validation_guidance_scale}")
         if self.prediction_type == "epsilon" and self.timestep_spacing == "trailing":
@@ -219,7 +227,9 @@ class TextToImage(Objective):
                 raise InputError(f"--label_column {cfg.label_column!r} is not a column of the dataset; its columns are "
                                  f"{raw.column_names}: pass the column of class labels, or --caption_column")
         images, info = load_run_dataset(cfg, accelerator, cfg.label_column)
+        self.captions = captions
         texts = captions if captions is not None else [text for _, text in digit_prompts()]
+        self.stems = caption_stems(texts)
         self.vae, self.tokenizer, text_encoder, unet, self.noise_scheduler = self._components(texts + [""])
         self.vae.requires_grad_(False)
         if self.vae.config.in_channels != info.num_channels:
@@ -241,8 +251,10 @@ class TextToImage(Objective):
 
     # ---- one step -------------------------------------------------------------------------------------------------
     def captions_for(self, batch, generator: torch.Generator) -> torch.Tensor:
-        """Token ids of one caption per image: a random template of its label (or its own caption), or the empty
-        caption with probability --caption_dropout."""
+        """Token ids of one caption per image:
+        1. a random template of its label (or its own caption);
+        2. with probability --filler_captions, random filler words around its words (text.filler_caption);
+        3. with probability --caption_dropout, no caption: the empty one, or filler only (as often as step 2 fills)."""
         n = len(batch["index"])
         if "input_ids" in batch:
             ids = batch["input_ids"].cpu().clone()
@@ -250,6 +262,24 @@ class TextToImage(Objective):
             templates = torch.randint(0, len(TRAIN_TEMPLATES), (n,), generator=generator)
             ids = self.template_ids[templates, batch["labels"].cpu()]
         drop = torch.rand(n, generator=generator) < self.cfg.caption_dropout
+        if self.cfg.filler_captions > 0:
+            filled = torch.rand(n, generator=generator) < self.cfg.filler_captions
+
+            def fits(text: str) -> bool:  # the caption still fits the text encoder: the digit's word is never cut
+                return len(self.tokenizer(text, verbose=False).input_ids) <= self.tokenizer.model_max_length
+
+            texts = {}
+            for i in filled.nonzero().flatten().tolist():
+                if drop[i]:
+                    text = ""
+                elif self.captions is not None:
+                    text = self.captions[int(batch["index"][i])]
+                else:
+                    text = caption(int(batch["labels"][i]), TRAIN_TEMPLATES[int(templates[i])])
+                texts[i] = filler_caption(text, generator, self.stems, fits=fits)
+            drop &= ~filled
+            if texts:
+                ids[list(texts)] = tokenize(self.tokenizer, list(texts.values()))
         ids[drop] = self.empty_ids
         return ids
 

@@ -85,9 +85,13 @@ class Objective:
     * ``summary(saveable) -> dict``: extra numbers for train_summary.json (optional).
     * ``last_logs``: a dict of extra numbers of the last step, logged beside the loss (optional; the autoencoder
       logs its reconstruction and KL terms).
+
+    The loop sets ``step``, the optimiser steps done so far (restored on resume), before each ``loss``: for terms
+    that switch on after a warm-up (the autoencoder's perceptual and adversarial terms).
     """
 
     name = "train"
+    step = 0
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
@@ -336,6 +340,7 @@ def _train(cfg: TrainConfig, objective: Objective, evaluate: Optional[Callable])
                 seen_first_epoch.append(accelerator.gather(batch["index"]).view(accelerator.num_processes, -1))
 
             with accelerator.accumulate(model):
+                objective.step = global_step
                 loss = objective.loss(model, batch, g)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:

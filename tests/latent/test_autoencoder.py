@@ -13,14 +13,20 @@ from safetensors.torch import load_file
 from sd_course.app.launch import main
 from sd_course.core.errors import InputError
 from sd_course.core.models import build_unet, build_vae
+from sd_course.core.data import load_images, to_model_range
+from sd_course.core.digit_cnn import load_digit_cnn
+from sd_course.evaluate.classifier import DEFAULT_CLASSIFIER_DIR
 from sd_course.latent.autoencoder import (
+    DEFAULT_PERCEPTUAL_NETWORK,
     Autoencoder,
     VAEConfig,
+    adaptive_weight,
     compute_scaling_factor,
     decode,
     encode,
     latent_shape,
     load_vae,
+    perceptual_distance,
     prepare_images,
 )
 from sd_course.train.config import parse_args
@@ -136,4 +142,66 @@ def test_bad_training_values(tmp_path):
     with pytest.raises(InputError, match="multiple of the VAE's down-sampling factor"):
 
         cfg = parse_args(vae_args(tmp_path / "b", resolution=15), VAEConfig)
+        train(cfg, Autoencoder(cfg))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stable Diffusion's autoencoder recipe: the perceptual and adversarial terms
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_perceptual_distance_grows_with_blur_and_reaches_only_the_reconstruction():
+    network = load_digit_cnn(DEFAULT_PERCEPTUAL_NETWORK)
+    digits, _ = load_images("builtin:mnist-2k:train", resolution=28, num_images=16, show_progress=False)
+    x = torch.nn.functional.pad(to_model_range(digits), (2, 2, 2, 2), value=-1.0)  # 32x32, as the VAE sees them
+    assert perceptual_distance(network, x, x).item() == pytest.approx(0.0, abs=1e-6)
+    blur = torch.nn.functional.avg_pool2d
+    light, heavy = blur(x, 3, 1, 1), blur(blur(blur(x, 3, 1, 1), 3, 1, 1), 3, 1, 1)
+    assert 0 < perceptual_distance(network, x, light) < perceptual_distance(network, x, heavy)
+    x_rec = light.clone().requires_grad_(True)
+    perceptual_distance(network, x, x_rec).backward()
+    assert x_rec.grad.abs().sum() > 0 and all(p.grad is None for p in network.parameters())  # frozen
+    metrics_net = load_digit_cnn(DEFAULT_CLASSIFIER_DIR)  # a different network from the metrics' judge
+    assert not torch.equal(metrics_net.blocks[0].weight, network.blocks[0].weight)
+
+
+def test_adaptive_weight_balances_the_two_gradients_at_the_last_layer():
+    weight = torch.randn(3, 3, requires_grad=True)
+    a, b = torch.randn(3, 3), torch.randn(3, 3)
+    loss_rec, loss_adv = (weight * a).sum(), 10 * (weight * b).sum()  # gradients a and 10 b
+    lam = adaptive_weight(loss_rec, loss_adv, weight)
+    assert lam.item() == pytest.approx(a.norm().item() / (10 * b.norm().item() + 1e-4), rel=1e-5)
+    assert not lam.requires_grad
+
+
+def test_perceptual_and_adversarial_terms_switch_on_after_their_warm_up(tmp_path):
+    out = tmp_path / "run"
+    train_vae(vae_args(out, max_train_steps=6, perceptual_weight=1.0, perceptual_start=2, adversarial_weight=0.5,
+                       adversarial_start=4, discriminator_width=8))
+    records = [json.loads(line) for line in (out / "logs" / "loss.jsonl").read_text().splitlines()]
+    assert [r["adaptive_weight"] > 0 for r in records] == [False] * 4 + [True] * 2
+    assert all({"perceptual", "adversarial", "loss_d"} <= set(r) for r in records)
+    # the loss is the sum of the terms that are on (steps 1-2: reconstruction + KL; 3-4: + perceptual; then all)
+    for r in records[:2]:
+        assert r["loss"] == pytest.approx(r["reconstruction"] + 1e-6 * r["kl"], rel=1e-4)
+    for r in records[2:4]:
+        assert r["loss"] == pytest.approx(r["reconstruction"] + r["perceptual"] + 1e-6 * r["kl"], rel=1e-4)
+    saved = weights(out)
+    assert not any(k.startswith(("discriminator", "layers")) for k in saved)  # users load the autoencoder alone
+    assert set(saved) == set(weights_of_a_plain_vae(tmp_path))
+
+
+def weights_of_a_plain_vae(tmp_path) -> dict:
+    out = tmp_path / "plain"
+    train_vae(vae_args(out, max_train_steps=1))
+    return weights(out)
+
+
+def test_bad_perceptual_and_adversarial_values(tmp_path):
+    with pytest.raises(InputError, match="--adversarial_weight must be >= 0"):
+        parse_args(vae_args(tmp_path / "a", adversarial_weight=-0.5), VAEConfig).validate()
+    with pytest.raises(InputError, match="--perceptual_start"):
+        parse_args(vae_args(tmp_path / "b", perceptual_start=-1), VAEConfig).validate()
+    cfg = parse_args(vae_args(tmp_path / "c", perceptual_weight=1.0, perceptual_network=str(tmp_path)), VAEConfig)
+    with pytest.raises(InputError, match="no perceptual network in .*--perceptual_network DIR"):
         train(cfg, Autoencoder(cfg))

@@ -22,8 +22,11 @@ from sd_course.latent.text import (
     HELDOUT_TEMPLATES,
     TRAIN_TEMPLATES,
     caption,
+    caption_stems,
     check_prompt,
     digit_prompts,
+    filler_caption,
+    names_a_digit,
     tokenize,
     train_tokenizer,
 )
@@ -121,6 +124,50 @@ def test_caption_dropout_really_produces_empty_captions(tmp_path, tiny_vae):
         assert text in {caption(label, t) for t in TRAIN_TEMPLATES}
     assert len(set(texts)) > 20  # several templates, words and numerals
     assert {"latent_mean", "latent_std", "labels", "index"} <= set(dataset[0])
+
+
+def test_filler_captions_keep_the_digit_name_no_other_and_fit_the_tokenizer():
+    tokenizer = train_tokenizer([text for _, text in digit_prompts()] + [""], max_length=24)
+    stems = caption_stems([text for _, text in digit_prompts()])
+    assert "handwritten" in stems and "seven" not in stems and "7" not in stems
+    fits = lambda text: len(tokenizer(text, verbose=False).input_ids) <= tokenizer.model_max_length  # noqa: E731
+    generator = torch.Generator().manual_seed(0)
+    lengths = []
+    for i in range(300):
+        text = caption(i % 10, TRAIN_TEMPLATES[i % len(TRAIN_TEMPLATES)])
+        noisy = filler_caption(text, generator, stems, fits=fits)
+        added = list(noisy.split())
+        for word in text.split():  # the caption's words, in order, all still there
+            added.remove(word)
+        assert added and not any(names_a_digit(w) for w in added), noisy
+        assert fits(noisy)  # never cut: the digit's word is always read
+        lengths.append(len(tokenizer(noisy, verbose=False).input_ids))
+    assert max(lengths) > 20 and min(lengths) < 10  # late positions of the context are trained too
+    again = filler_caption("seven", torch.Generator().manual_seed(1), stems)
+    assert again == filler_caption("seven", torch.Generator().manual_seed(1), stems)  # seeded
+
+
+def test_filler_captions_in_training_batches(tmp_path, tiny_vae):
+    from accelerate import Accelerator
+
+    cfg = parse_args(t2i_args(tmp_path / "c", tiny_vae, caption_dropout=0.2, filler_captions=0.5,
+                              tokenizer_max_length=32), TextToImageConfig)
+    objective = TextToImage(cfg)
+    objective.build(Accelerator(cpu=True))
+    batch = {"index": torch.arange(400), "labels": torch.arange(400) % 10}
+    ids = objective.captions_for(batch, torch.Generator().manual_seed(0))
+    texts = objective.tokenizer.batch_decode(ids, skip_special_tokens=True)
+    clean = {caption(d, t) for t in TRAIN_TEMPLATES for d in range(10)}
+    digit_words = {w: d for d in range(10) for w in (str(d), caption(d, "{word}"))}
+    filled = [(t, label) for t, label in zip(texts, batch["labels"].tolist()) if t and t not in clean]
+    assert 0.3 < len(filled) / len(texts) < 0.7
+    named = [[digit_words[w] for w in t.split() if w in digit_words] for t, _ in filled]
+    assert all(n in ([], [label]) for n, (_, label) in zip(named, filled))  # its own digit, or none (dropped)
+    filler_only = sum(n == [] for n in named)
+    assert 0.03 < filler_only / len(texts) < 0.2  # dropped captions become filler as often as the kept ones fill
+    assert 0.03 < sum(t == "" for t in texts) / len(texts) < 0.2  # the rest of the dropped stay empty
+    with pytest.raises(InputError, match="--filler_captions must be in"):
+        parse_args(t2i_args(tmp_path / "d", tiny_vae, filler_captions=1.5), TextToImageConfig).validate()
 
 
 # ---------------------------------------------------------------------------------------------------------------
