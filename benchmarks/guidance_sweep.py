@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from sd_course.core.provenance import write_result
 from sd_course.evaluate import evaluation, metrics
 
 
@@ -51,7 +53,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.plot_from:
         with open(args.plot_from) as f:
-            plot(json.load(f), args.output_plot)
+            saved = json.load(f)
+        plot(saved["rows"] if isinstance(saved, dict) else saved, args.output_plot)
         return
     fid = f"fid_{metrics.FEATURE_NAME}"
     rows = []
@@ -71,9 +74,11 @@ def main(argv=None):
               f"{r['fid']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} |")
     plot(rows, args.output_plot)
     print(f"wrote {args.output_plot}")
-    if args.output_json:
-        with open(args.output_json, "w") as f:
-            json.dump(rows, f, indent=2)
+    if args.output_json:  # the rows, with the command, the weights' hashes, the device and the date
+        inputs = [args.model] if Path(args.model).exists() else []  # a Hub id: its weights are not hashed here
+        write_result(args.output_json, dict(model=args.model, scheduler=args.scheduler, steps=args.num_inference_steps,
+                                            num_samples=args.num_samples, rows=rows),
+                     inputs=[*inputs, "sd_course/assets/mnist-classifier/model.safetensors"])
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ diffusers, as the README and the Hub tell users to load it.
         --floor ../shared/data/mnist:train --output_json benchmarks/results/prompt_robustness.json
     python benchmarks/prompt_robustness.py --model runs/mini-sd-quick --num_per_phrasing 50   # a quick look
 
-For each phrasing, ``--num_per_phrasing`` images (the ten digits in turn, one seed per image), sampled by
+For each phrasing, ``--num_per_phrasing`` images (the ten digits in turn, one seed per image, other seeds for each
+phrasing, so that all the phrasings' images pooled are independent samples), sampled by
 ``StableDiffusionPipeline.__call__`` with DPM-Solver++ (``--num_inference_steps``, ``--guidance_scale``), are read by
 the shipped digit classifier: prompt accuracy (the share read as the digit the prompt names) and FID against held-out
 real digits, beside the floor: ``--floor`` real digits scored the same way at the same n (FID is biased upwards at
@@ -49,9 +50,11 @@ UNSEEN_WORDS = (
     # 40+ tokens with our BPE (unseen words split into letters), the digit named last: the old 16-token model lost it
     "a very neat and bold handwritten digit on white paper, drawn in black ink, and it is a {word}",
 )
-PHRASINGS = {"training": TRAIN_TEMPLATES, "held-out, known words": HELDOUT_TEMPLATES,
-             "held-out, unseen words": UNSEEN_WORDS}
+# Group ids (as the results file names them): the training phrasings; held-out phrasings of known words; of unseen ones
+PHRASINGS = {"training": TRAIN_TEMPLATES, "heldout_known_words": HELDOUT_TEMPLATES,
+             "heldout_unseen_words": UNSEEN_WORDS}
 NO_DIGIT = ("", "a cat", "hello world", "a handwritten digit", "something nice on paper")
+SEED_STRIDE = 100_000  # phrasing k draws its images from seeds seed + k * SEED_STRIDE + i
 
 
 def prompt_of(template: str, digit: int) -> str:
@@ -104,9 +107,10 @@ def main(argv=None) -> dict:
     digits = torch.arange(n) % 10
     rows, pooled = [], []
     jobs = [(group, t) for group, templates in PHRASINGS.items() for t in templates]
-    for group, template in tqdm(jobs, desc="phrasings"):
+    for job, (group, template) in enumerate(tqdm(jobs, desc="phrasings")):
+        # seeds of its own for every phrasing: pooled, the phrasings' images are as many independent samples
         images = sample(pipe, [prompt_of(template, int(d)) for d in digits], args.num_inference_steps,
-                        args.guidance_scale, args.seed, args.batch_size)
+                        args.guidance_scale, args.seed + SEED_STRIDE * job, args.batch_size)
         _, probs = features_of(images, extractor)
         scores = score_images(images, ref, extractor, args.seed)
         fid = scores["fid_mnist_classifier"]
@@ -116,8 +120,9 @@ def main(argv=None) -> dict:
                          fid_over_floor=round(fid / floor["fid_mnist_classifier"], 2)))
         pooled.append(images)
     no_digit = []
-    for prompt in NO_DIGIT:
-        images = sample(pipe, [prompt] * n, args.num_inference_steps, args.guidance_scale, args.seed, args.batch_size)
+    for job, prompt in enumerate(NO_DIGIT, start=len(jobs)):
+        images = sample(pipe, [prompt] * n, args.num_inference_steps, args.guidance_scale,
+                        args.seed + SEED_STRIDE * job, args.batch_size)
         _, probs = features_of(images, extractor)
         fid = score_images(images, ref, extractor, args.seed)["fid_mnist_classifier"]
         no_digit.append(dict(prompt=prompt, mean_confidence=round(probs.max(-1).values.mean().item(), 3),

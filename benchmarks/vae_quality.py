@@ -7,7 +7,8 @@ On the 10,000 test digits (28x28, padded to 32 for the VAE, cropped back for eve
 * the shipped classifier's accuracy on the originals and on the reconstructions (what the 256 latent numbers keep
   of the digit's identity);
 * fid_mnist_classifier of the reconstructions of train[:10000] against the test set, next to the real-data floor
-  FID(train[:10000] vs test) at the same n: a perfect autoencoder scores the floor;
+  FID(train[:10000] vs test) at the same n: a perfect autoencoder scores the floor; the same in the features of the
+  autoencoder's perceptual network (an autoencoder trained with it must not fit those features alone);
 * latent statistics before and after scaling (after: std ~1, what the diffusion model needs);
 * encode and decode speed, images/s (batch 256, this machine).
 """
@@ -22,8 +23,9 @@ import torch
 
 from sd_course.core.data import load_images, to_uint8
 from sd_course.evaluate import metrics
-from sd_course.evaluate.classifier import accuracy
-from sd_course.latent.autoencoder import decode, encode, load_vae, prepare_images
+from sd_course.core.provenance import write_result
+from sd_course.evaluate.classifier import accuracy, load_classifier
+from sd_course.latent.autoencoder import DEFAULT_PERCEPTUAL_NETWORK, decode, encode, load_vae, prepare_images
 from sd_course.latent.latent_space import latent_statistics, reconstruct, reconstruction_metrics
 
 
@@ -53,6 +55,18 @@ def main(argv=None):
     result["fid_reconstructions_of_train"] = metrics.score_images(recon_train, reference, classifier)[fid]
     result["fid_floor_train_vs_test"] = metrics.score_images(train, reference, classifier)[fid]
     result["fid_reconstructions_of_test"] = metrics.score_images(recon_test, reference, classifier)[fid]
+    result["fid_over_floor"] = result["fid_reconstructions_of_train"] / result["fid_floor_train_vs_test"]
+    result["accuracy_drop_points"] = 100 * (result["classifier_accuracy_originals"] -
+                                            result["classifier_accuracy_reconstructions"])
+    # The same FID in the features of the autoencoder's perceptual network (sd_course/assets/mnist-perceptual): an
+    # autoencoder trained with that network's perceptual term could fit its features more than the metrics' ones
+    perceptual = load_classifier(DEFAULT_PERCEPTUAL_NETWORK)
+    reference_p = metrics.prepare_reference(f"{args.dataset_name}:test", perceptual, show_progress=False)
+    result["perceptual_features"] = {
+        "fid_reconstructions_of_train": metrics.score_images(recon_train, reference_p, perceptual)[fid],
+        "fid_floor_train_vs_test": metrics.score_images(train, reference_p, perceptual)[fid]}
+    result["perceptual_features"]["fid_over_floor"] = (result["perceptual_features"]["fid_reconstructions_of_train"] /
+                                                       result["perceptual_features"]["fid_floor_train_vs_test"])
 
     x = prepare_images(test[:2048], vae)
     with torch.no_grad():
@@ -65,9 +79,9 @@ def main(argv=None):
         result["decode_images_per_s"] = round(len(x) / (time.time() - t0), 1)
     result["threads"] = torch.get_num_threads()
     print(json.dumps(result, indent=2))
-    if args.output_json:
-        with open(args.output_json, "w") as f:
-            json.dump(result, f, indent=2)
+    if args.output_json:  # with the command, the weights' hashes, the device and the date
+        write_result(args.output_json, result, inputs=[str(args.vae or default_vae_path()),
+                                                       "sd_course/assets/mnist-classifier/model.safetensors"])
 
 
 if __name__ == "__main__":

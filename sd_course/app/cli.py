@@ -255,13 +255,16 @@ def _add_export(sub):
     t2i.add_argument("--guidance_sweep", default=None, help="the JSON of benchmarks/guidance_sweep.py, for the card")
     t2i.add_argument("--vae_run", default=None, help="the training run of its VAE (runs/vae-mnist), for vae/README.md")
     t2i.add_argument("--vae_metrics", default=None, help="the JSON of benchmarks/vae_quality.py, for vae/README.md")
+    t2i.add_argument("--prompt_robustness", default=None, help="the JSON of benchmarks/prompt_robustness.py, for the "
+                                                               "card")
 
     def run(args):
         export = deferred("sd_course.publish.export")
         if export.exports_text_to_image(args.run):
             out = export.export_text_to_image(args.run, args.output, args.metrics, args.guidance_sweep, args.vae_run,
                                               args.vae_metrics, args.dataset_id, args.license, args.load_path,
-                                              overwrite=args.overwrite, device=args.device)
+                                              overwrite=args.overwrite, device=args.device,
+                                              robustness_json=args.prompt_robustness)
             print(f"wrote {out} (model cards: {out / 'README.md'}, {out / 'vae' / 'README.md'})")
             return
         out = export.export_pipeline(

@@ -60,7 +60,7 @@ from sd_course.pixel.pipeline import UnconditionalImagePipeline, generate, load_
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no calls home
 
 SHIPPED = ("pipelines/ddpm-mnist", "pipelines/mini-sd-mnist", "pipelines/ddpm-mnist-epoch10",
-           "pipelines/ddpm-mnist-epoch1")
+           "pipelines/ddpm-mnist-epoch1", "pipelines/mini-sd-mnist-epoch10")
 ANALYTIC = "analytic:mnist"
 # What one request may ask for, and how many run and wait at once: a class shares one machine.
 MAX_IMAGES = 16

@@ -32,10 +32,11 @@ compute the layer's output unchanged (so the image is bit for bit the image with
 computes A explicitly with ``attn.get_attention_scores``, as diffusers' plain ``AttnProcessor`` does. Only the
 conditional half of the classifier-free-guidance batch is kept (diffusers stacks [unconditional, conditional]).
 
-In the shipped model the caption enters only at the 4x4 level (six cross-attention layers, 16 positions, 16 tokens:
+In the shipped model the caption enters only at the 4x4 level (six cross-attention layers, 16 positions, 77 tokens:
 sd_course/latent/text_to_image.py), so each map has 16 cells. CLIP's text encoder is causal: the end token and
 every padding token after it have read the whole prompt, so they are summaries of it, not blanks; the padding is
-summed into one column whatever the tokenizer's length (16 here, 77 in Stable Diffusion).
+summed into one column whatever the tokenizer's length (77 here as in Stable Diffusion; 16 in
+pipelines/mini-sd-mnist-epoch10).
 Cmd: sd-course attention --model pipelines/mini-sd-mnist --prompt "a handwritten digit seven" --output_dir docs/figures/attention
 Fig: docs/figures/attention/attention.png
 """

@@ -34,10 +34,11 @@ A: Exactly as in pixel space (sd_course/pixel/diffusion.py), with two changes: i
    (two in the down block, one in the middle, three in the up block), each a self-attention over the 16 positions
    followed by a cross-attention with 8 heads. Its queries come from the U-Net's feature map (one per latent
    position), its keys and values from the token vectors of the 4-layer CLIP text encoder (width 128 =
-   ``cross_attention_dim``, at most 16 tokens), so every position mixes in the tokens that matter to it ("seven" for
+   ``cross_attention_dim``, at most 77 tokens), so every position mixes in the tokens that matter to it ("seven" for
    the stroke of a 7). The 8x8 level is plain convolution. The caption was replaced by "" for 10% of the training
-   examples (``caption_dropout: 0.1``), so with the empty caption the same network gives the unconditional prediction,
-   which classifier-free guidance needs.
+   examples (``caption_dropout: 0.1``; in the last 4 of its 14 epochs half of those by filler words alone, see
+   sd_course/latent/text.py), so with the empty caption the same network gives the unconditional prediction, which
+   classifier-free guidance needs.
 Cmd: sd-course sample --model pipelines/mini-sd-mnist --prompt "a handwritten seven" --output sevens.png
 
 Q: What does classifier-free guidance compute, and why does it work?
@@ -67,6 +68,7 @@ from typing import Optional
 import torch
 from diffusers import DDIMScheduler, StableDiffusionPipeline
 from tqdm.auto import tqdm
+from transformers import CLIPTextConfig, CLIPTextModel
 
 from sd_course.core.data import load_hf_dataset, load_run_dataset
 from sd_course.core.errors import InputError
@@ -100,7 +102,9 @@ class TextToImageConfig(DiffusionConfig):
                                                    "pipelines/vae-mnist)")
     model_config_name_or_path: str = option("mini-sd", "UNet2DConditionModel preset (mini-sd, tiny-sd) or a config.json")
     text_encoder_config: str = option("mini-sd", "CLIPTextModel preset (mini-sd, tiny-sd)")
-    tokenizer_max_length: int = option(16, "tokens per caption (with start and end); longer prompts are truncated")
+    tokenizer_max_length: int = option(77, "tokens per caption (with start and end; CLIP's 77); longer prompts are "
+                                           "truncated. From a pipeline with a shorter context, the text encoder's "
+                                           "position table is extended (extend_context)")
     # --- captions -------------------------------------------------------------------------------------------------
     caption_column: Optional[str] = option(None, "a column of captions; default: captions made from --label_column")
     label_column: str = option("label", "class labels the captions are made from (digits: 'a handwritten seven')")
@@ -202,7 +206,11 @@ class TextToImage(Objective):
         """(vae, tokenizer, text_encoder, unet, noise_scheduler): new ones, or from --pretrained_model_name_or_path."""
         cfg = self.cfg
         if cfg.pretrained_model_name_or_path:
-            return load_components(cfg.pretrained_model_name_or_path)
+            vae, tokenizer, text_encoder, unet, scheduler = load_components(cfg.pretrained_model_name_or_path)
+            if cfg.tokenizer_max_length > tokenizer.model_max_length:
+                text_encoder = extend_context(text_encoder, cfg.tokenizer_max_length)
+                tokenizer.model_max_length = cfg.tokenizer_max_length
+            return vae, tokenizer, text_encoder, unet, scheduler
         vae = load_vae(cfg.vae_name_or_path or default_vae_path())
         tokenizer = train_tokenizer(texts, cfg.tokenizer_max_length)
         text_encoder = build_text_encoder(cfg.text_encoder_config, vocab_size=len(tokenizer.get_vocab()),
@@ -349,6 +357,24 @@ def load_components(name_or_path: str):
         raise InputError(f"--pretrained_model_name_or_path {name_or_path!r} could not be loaded as a "
                          f"StableDiffusionPipeline ({type(e).__name__}: {e})") from e
     return pipe.vae, pipe.tokenizer, pipe.text_encoder, pipe.unet, pipe.scheduler
+
+
+def extend_context(text_encoder: CLIPTextModel, max_length: int) -> CLIPTextModel:
+    """The same text encoder reading ``max_length`` tokens: a new ``CLIPTextModel`` with every trained weight, whose
+    position table keeps the trained rows and fills the new ones with a copy of the last trained row.
+
+    Why the last row: in training, the last positions of a short context always held padding, so a longer prompt's
+    new positions start out read as padding was (the model draws what it drew before) and training with longer
+    captions (``--filler_captions``) then teaches them; a random start would feed cross-attention vectors it never saw."""
+    old = text_encoder.config.max_position_embeddings
+    config = CLIPTextConfig(**{**text_encoder.config.to_dict(), "max_position_embeddings": max_length})
+    extended = CLIPTextModel(config)
+    state = text_encoder.state_dict()
+    key = next(k for k in state if k.endswith("embeddings.position_embedding.weight"))  # the name varies by version
+    table = state[key]
+    state[key] = torch.cat([table, table[-1:].expand(max_length - old, -1)])
+    extended.load_state_dict(state)
+    return extended.to(text_encoder.dtype)
 
 
 def is_text_to_image(folder: str | Path) -> bool:

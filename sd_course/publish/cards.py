@@ -473,7 +473,8 @@ def _vae_card(vae_dir: Path, vae_run: Path | None, vae_metrics: dict | None, loa
                     "small, so the latent space is smooth near real digits only (docs/latent_space.md).")
 
 
-def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, license, dataset_id, name):
+def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, license, dataset_id, name,
+                        robustness=None):
     s, c = record.summary or {}, record.config or {}
     components = "".join(f"| `{n}` | `{type(getattr(pipe, n)).__name__}` | "
                          f"{count_parameters(getattr(pipe, n)) / 1e6:.2f}M |\n"
@@ -483,7 +484,11 @@ def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, lice
                   f"`{pipe.scheduler.config.beta_schedule}`, T = {pipe.scheduler.config.num_train_timesteps} |\n"
     training = _table([
         ("data", f"{s.get('num_images', '?')} MNIST training digits, padded to 32x32, encoded once by the frozen VAE; "
-                 "captions from the labels (10 phrasings, words and numerals), 10% empty"),
+                 f"captions from the labels (10 phrasings, words and numerals), {c.get('caption_dropout', 0):.0%} "
+                 "empty" + (f", {c['filler_captions']:.0%} with 1-12 random filler words around the digit's (and as "
+                            "many of the empty ones filler only), so that words it never saw are ignored"
+                            if c.get("filler_captions") else "") +
+                 f"; at most {c.get('tokenizer_max_length', 16)} tokens"),
         ("recipe", f"AdamW lr {c.get('learning_rate')} ({c.get('lr_scheduler')}, {c.get('lr_warmup_steps')} warm-up "
                    f"steps), batch {c.get('train_batch_size')}, EMA (max decay {c.get('ema_max_decay')}), "
                    f"{'fp32' if c.get('mixed_precision') == 'no' else c.get('mixed_precision')}, caption dropout {c.get('caption_dropout')}"),
@@ -492,11 +497,19 @@ def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, lice
         ("CPU-minutes", f"{_minutes(s.get('train_seconds'))} of optimisation ({s.get('images_per_s')} images/s)"),
         ("hardware", s.get("hardware", "?")), ("software", s.get("software", "?")),
         ("final loss", f"{_mean_last(record.losses) or float('nan'):.4f} (mean of the last 100 steps)")])
-    training += ("\nReproduce (on a GPU add `--num_epochs 100`; a run continues exactly with "
-                 "`--resume_from_checkpoint latest --num_epochs N`):\n\n```bash\naccelerate launch "
-                 "--num_cpu_threads_per_process 2 training/train_text_to_image.py --config "
-                 "training/configs/mini-sd-mnist.yaml --dataset_name ylecun/mnist --output_dir runs/mini-sd\n```\n\n"
-                 "![loss](loss.png)\n")
+    launch = "accelerate launch --num_cpu_threads_per_process 2 training/train_text_to_image.py --config"
+    if c.get("pretrained_model_name_or_path"):  # a second stage, started from another pipeline
+        training += (f"\nThis run started from `{c['pretrained_model_name_or_path']}`, a pipeline trained from scratch "
+                     "(its card says how). Reproduce both stages (a run continues exactly with "
+                     "`--resume_from_checkpoint latest --num_epochs N`):\n\n```bash\n"
+                     f"{launch} training/configs/mini-sd-mnist.yaml --dataset_name ylecun/mnist --output_dir runs/mini-sd\n"
+                     f"{launch} training/configs/mini-sd-mnist-robust.yaml --pretrained_model_name_or_path runs/mini-sd "
+                     "--dataset_name ylecun/mnist --output_dir runs/mini-sd-robust\n```\n\n![loss](loss.png)\n")
+    else:
+        training += ("\nReproduce (on a GPU add `--num_epochs 100`; a run continues exactly with "
+                     "`--resume_from_checkpoint latest --num_epochs N`):\n\n```bash\n"
+                     f"{launch} training/configs/mini-sd-mnist.yaml --dataset_name ylecun/mnist --output_dir runs/mini-sd"
+                     "\n```\n\n![loss](loss.png)\n")
     results = None
     if metrics:
         fid = metrics[f"fid_{FEATURE_NAME}"]
@@ -514,15 +527,20 @@ def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, lice
             results = [EvalResult(task_type="text-to-image", dataset_type=dataset_id, dataset_name=dataset_id,
                                   dataset_split="test", metric_type="fid", metric_value=round(float(fid), 3),
                                   metric_name="FID on sd_course's MNIST-classifier features")]
+    sweep = sweep["rows"] if isinstance(sweep, dict) else sweep  # benchmarks/guidance_sweep.py (older files: a list)
     if sweep:
         training += ("\n### Classifier-free guidance (`python benchmarks/guidance_sweep.py`)\n\n| w | prompt accuracy "
                      "(training phrasings) | prompt accuracy (held-out) | FID |\n|---|---|---|---|\n")
         training += "".join(f"| {r['guidance_scale']:g} | {r['prompt_accuracy']:.3f} | "
                             f"{r['prompt_accuracy_heldout']:.3f} | {r['fid']:.1f} |\n" for r in sweep)
+    if robustness:
+        training += robustness_table(robustness)
     data = hub_metadata(TEXT_TO_IMAGE, name, dataset_id, license, results)
     summary = ("A mini Stable Diffusion trained from scratch on a CPU with sd_course: every part (autoencoder, "
                "tokenizer, text encoder, U-Net) was trained here on MNIST, offline. Ask for a digit in words or "
-               "numerals (\"a handwritten digit seven\", \"the number 3\", \"7\").\n\n"
+               "numerals (\"a handwritten digit seven\", \"the number 3\", \"7\")" +
+               (", in any phrasing (\"draw me a 7, please\"): it was trained to ignore words it never saw"
+                if c.get("filler_captions") else "") + ".\n\n"
                "![rows: seeds 0-3; columns: \"a handwritten digit zero\" ... \"nine\"; DPM-Solver++ 25 steps, "
                f"guidance {GRID_GUIDANCE:g}](samples.png)")
     return ModelCard.from_template(
@@ -531,6 +549,26 @@ def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, lice
         component_list="`vae/`, `tokenizer/`, `text_encoder/`, `unet/`, `scheduler/`; no safety checker",
         components=components.rstrip("\n"), training=training,
         limitations=text_to_image_limitations(pipe))
+
+
+ROBUSTNESS_GROUPS = {"training": "the ten training phrasings", "heldout_known_words": "new phrasings of known words",
+                     "heldout_unseen_words": "phrasings with words it never saw"}
+
+
+def robustness_table(result: dict) -> str:
+    """The card's "Any phrasing?" section, from the JSON of benchmarks/prompt_robustness.py."""
+    rows = "".join(f"| {ROBUSTNESS_GROUPS.get(group, group)} | {g['prompt_accuracy']:.1%} | "
+                   f"{g['worst_prompt_accuracy']:.1%} | {g['worst_fid_over_floor']:.2f}x |\n"
+                   for group, g in result["groups"].items())
+    overall = result["overall"]
+    return ("\n### Any phrasing? (`python benchmarks/prompt_robustness.py`)\n\n"
+            f"Loaded with plain diffusers, {result['num_per_phrasing']} images per phrasing (each digit equally often), "
+            f"DPM-Solver++ {result['steps']} steps, guidance {result['guidance_scale']:g}; the shipped classifier reads "
+            "each image.\n\n| phrasings | prompt accuracy | worst phrasing | worst FID / its floor |\n|---|---|---|---|\n"
+            + rows + f"\nAll {overall['n']:,} digit-naming samples together: FID {overall['fid']:.1f}, "
+            f"{overall['fid_over_floor']:.2f}x the real-data floor at that n ({overall['floor_fid']:.1f}). Prompts "
+            "naming no digit (\"\", \"a cat\", ...) give digits read with mean confidence "
+            f"{sum(r['mean_confidence'] for r in result['no_digit']) / len(result['no_digit']):.2f}.\n")
 
 
 def text_to_image_limitations(pipe) -> str:

@@ -209,9 +209,10 @@ def export_text_to_image(run_dir: str | Path, output: str | Path, metrics_json: 
                          vae_metrics_json: str | Path | None = None, dataset_id: str | None = None,
                          license: str = "apache-2.0", load_path: str | None = None, seeds: int = 4,
                          show_progress: bool = True, overwrite: bool = False,
-                         device: str | None = "auto") -> Path:
+                         device: str | None = "auto", robustness_json: str | Path | None = None) -> Path:
     """Copy a text-to-image run (or snapshot) with its logs, a loss plot, a grid of the ten digits by prompt x
-    ``seeds`` seeds and two cards (the pipeline's and its VAE's) into ``output``, atomically."""
+    ``seeds`` seeds and two cards (the pipeline's and its VAE's) into ``output``, atomically. The results given
+    (metrics, guidance sweep, prompt robustness) are kept beside the weights and tabled in the card."""
     run = Path(run_dir)
     if kind_of(str(run)) is not TEXT_TO_IMAGE:
         raise InputError(f"{run} is not a text-to-image pipeline folder (model_index.json with a text_encoder)")
@@ -220,6 +221,7 @@ def export_text_to_image(run_dir: str | Path, output: str | Path, metrics_json: 
     metrics = _read_json(Path(metrics_json), "metrics") if metrics_json else None
     sweep = _read_json(Path(guidance_json), "guidance sweep") if guidance_json else None
     vae_metrics = _read_json(Path(vae_metrics_json), "VAE metrics") if vae_metrics_json else None
+    robustness = _read_json(Path(robustness_json), "prompt robustness") if robustness_json else None
     find_template(T2I_TEMPLATE), find_template(VAE_TEMPLATE)
     load_path = load_path or str(output)
 
@@ -230,7 +232,8 @@ def export_text_to_image(run_dir: str | Path, output: str | Path, metrics_json: 
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, staging / entry)
         record = read_run(run)
         write_run_files(record, staging)
-        for name, value in (("metrics.json", metrics), ("guidance_sweep.json", sweep)):
+        for name, value in (("metrics.json", metrics), ("guidance_sweep.json", sweep),
+                            ("prompt_robustness.json", robustness)):
             if value is not None:
                 (staging / name).write_text(json.dumps(value, indent=2) + "\n")
         write_loss_plot(staging / "loss.jsonl", staging / "loss.png", title=f"{output.name}: training loss")
@@ -241,7 +244,8 @@ def export_text_to_image(run_dir: str | Path, output: str | Path, metrics_json: 
         save_grid(torch.cat(rows), staging / "samples.png", cols=10)
         _vae_card(staging / "vae", Path(vae_run) if vae_run else None, vae_metrics, f"{load_path}/vae", license,
                   dataset_id).save(staging / "vae" / "README.md")
-        card = _text_to_image_card(pipe, record, metrics, sweep, load_path, license, dataset_id, output.name)
+        card = _text_to_image_card(pipe, record, metrics, sweep, load_path, license, dataset_id, output.name,
+                                   robustness)
         card.save(staging / "README.md")
 
     return _atomic_export(output, write, "text-to-image", run)

@@ -63,7 +63,7 @@ def test_a_bad_flag_under_accelerate_launch_quiet_is_one_line(tmp_path):
 
 
 def test_a_long_prompt_is_noted_once_not_once_per_image(tmp_path, capfd, recwarn):
-    long_prompt = "a very very very very very very very very very very very very neat handwritten digit seven"
+    long_prompt = "a " + "very " * 80 + "neat handwritten digit seven"  # over the 77 tokens of the text encoder
     assert main(["sample", "--model", str(REPO / "pipelines" / "mini-sd-mnist"), "--prompt", long_prompt,
                  "--num_inference_steps", "2", "--num_images", "4", "--batch_size", "2",
                  "--output", str(tmp_path / "g.png")]) == 0

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from sd_course.app.launch import main
 from sd_course.core.errors import InputError
+from sd_course.core.models import build_text_encoder
 from sd_course.latent.guidance import check_guidance_and_size
 from sd_course.latent.text import (
     HELDOUT_TEMPLATES,
@@ -33,6 +34,7 @@ from sd_course.latent.text import (
 from sd_course.latent.text_to_image import (
     TextToImage,
     TextToImageConfig,
+    extend_context,
     load_text_to_image_pipeline,
 )
 from sd_course.train.config import parse_args
@@ -75,7 +77,7 @@ def train_t2i(argv):
 @pytest.fixture(scope="module")
 def tiny_sd(tmp_path_factory, tiny_vae) -> Path:
     out = tmp_path_factory.mktemp("t2i") / "sd"
-    train_t2i(t2i_args(out, tiny_vae, max_train_steps=8, use_ema=True, save_images_epochs=2))
+    train_t2i(t2i_args(out, tiny_vae, max_train_steps=8, use_ema=True, save_images_epochs=2, tokenizer_max_length=16))
     return out
 
 
@@ -229,6 +231,32 @@ def test_starting_from_a_pretrained_pipeline_folder(tmp_path, tiny_sd):
     after = load_file(str(out / "text_encoder" / "model.safetensors"))
     assert before.keys() == after.keys() and not all(torch.equal(before[k], after[k]) for k in before)
     assert (out / "tokenizer" / "vocab.json").read_text() == (tiny_sd / "tokenizer" / "vocab.json").read_text()
+
+
+def test_a_longer_context_keeps_what_the_text_encoder_computed():
+    encoder = build_text_encoder("tiny-sd", vocab_size=300, max_length=8)
+    longer = extend_context(encoder, 20)
+    assert longer.config.max_position_embeddings == 20
+    ids = torch.randint(2, 300, (3, 20))
+    with torch.no_grad():
+        before, after = encoder(ids[:, :8]).last_hidden_state, longer(ids).last_hidden_state
+    torch.testing.assert_close(after[:, :8], before)  # causal attention: the first 8 positions are unchanged
+
+
+def test_fine_tuning_with_a_longer_context_reads_long_prompts(tmp_path, tiny_sd):
+    out = train_t2i(t2i_args(tmp_path / "longer", None, pretrained_model_name_or_path=tiny_sd, max_train_steps=2,
+                             tokenizer_max_length=40, filler_captions=0.5))
+    config = json.loads((out / "text_encoder" / "config.json").read_text())
+    assert config["max_position_embeddings"] == 40
+    long_prompt = "a very neat and bold handwritten digit, and it is a seven"  # ~30 tokens: over 16, within 40
+    code = ("import torch; from diffusers import StableDiffusionPipeline\n"
+            f"pipe = StableDiffusionPipeline.from_pretrained({str(out)!r})\n"
+            f"ids = pipe.tokenizer({long_prompt!r}).input_ids\n"
+            "assert pipe.tokenizer.model_max_length == 40 and 16 < len(ids) <= 40, len(ids)\n"
+            f"image = pipe({long_prompt!r}, num_inference_steps=2, output_type='np').images\n"
+            "print(image.shape)")
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -405,3 +433,23 @@ def test_export_writes_a_loadable_folder_with_both_cards(tmp_path, tiny_sd, tiny
     AutoencoderKL.from_pretrained(str(out / "vae"))
     assert cli(["export", str(tmp_path / "nothing"), "--output", str(out)]) == 2  # not a run: the old export stays
     assert (out / "README.md").is_file()
+
+
+def test_export_keeps_the_prompt_robustness_result_and_tables_it(tmp_path, tiny_sd):
+    from huggingface_hub import ModelCard
+
+    from sd_course.app.cli import main as cli
+
+    group = dict(prompt_accuracy=0.5, worst_prompt_accuracy=0.25, worst_fid_over_floor=3.5)
+    result = dict(provenance={"id": "x"}, num_per_phrasing=10, steps=25, guidance_scale=2.0,
+                  groups={"training": group, "heldout_unseen_words": group},
+                  overall=dict(n=20, fid=70.0, floor_fid=10.0, fid_over_floor=7.0),
+                  no_digit=[dict(prompt="", mean_confidence=0.8), dict(prompt="a cat", mean_confidence=0.6)])
+    (tmp_path / "robustness.json").write_text(json.dumps(result))
+    out = tmp_path / "mini-sd"
+    assert cli(["export", str(tiny_sd), "--output", str(out), "--prompt_robustness",
+                str(tmp_path / "robustness.json")]) == 0
+    assert json.loads((out / "prompt_robustness.json").read_text()) == result  # kept beside the weights, provenance too
+    text = ModelCard.load(out / "README.md").text
+    assert "### Any phrasing?" in text and "| phrasings with words it never saw | 50.0% | 25.0% | 3.50x |" in text
+    assert "mean confidence 0.70" in text
