@@ -382,16 +382,15 @@ def check_steps_value(num_inference_steps) -> int | None:
 
 
 def check_num_inference_steps(scheduler, num_inference_steps) -> int:
-    """A positive step count that this scheduler can take with this model, else an InputError saying what can."""
+    """A positive step count that this scheduler can take with this model, else an InputError saying what can.
+    No count given: the scheduler's usual one, or as many as it can take if that is fewer."""
+    limit = max_num_inference_steps(scheduler)
     if num_inference_steps is None:
-        return default_num_inference_steps(scheduler)
+        default = default_num_inference_steps(scheduler)
+        return default if limit is None else min(default, limit)
     steps = check_steps_value(num_inference_steps)
     info = scheduler_info(scheduler)
     train_steps = int(scheduler.config.num_train_timesteps)
-    rule = info.max_steps if info else "train"
-    if rule == "any" and scheduler.config.get("timestep_spacing") == "leading":
-        rule = "train"  # "leading" spacing steps by T // n, which is 0 for n > T (a folder saved by DDPM says so)
-    limit = {"train": train_steps, "train-1": train_steps - 1}.get(rule)
     if limit is not None and steps > limit:
         alias = info.alias if info else type(scheduler).__name__
         raise InputError(
@@ -406,6 +405,23 @@ def check_num_inference_steps(scheduler, num_inference_steps) -> int:
             f"timesteps; steps between those change nothing measurable and each costs one network call, so use "
             f"--num_inference_steps {INTERPOLATED_STEPS_FACTOR * train_steps} or fewer (25-50 are usual)")
     return steps
+
+
+def max_num_inference_steps(scheduler) -> int | None:
+    """The most steps this scheduler can take with this model (None: it interpolates between the timesteps).
+
+    "leading" spacing visits t = k * (T // n) + steps_offset for k = 0..n-1: at n = T with steps_offset = 1 (the
+    configs Stable Diffusion ships) the last t is T, one past the schedule, so n must stay <= T - steps_offset."""
+    info = scheduler_info(scheduler)
+    train_steps = int(scheduler.config.num_train_timesteps)
+    rule = info.max_steps if info else "train"
+    leading = scheduler.config.get("timestep_spacing") == "leading"
+    if rule == "any" and leading:
+        rule = "train"  # "leading" spacing steps by T // n, which is 0 for n > T (a folder saved by DDPM says so)
+    limit = {"train": train_steps, "train-1": train_steps - 1}.get(rule)
+    if limit is not None and leading:
+        limit = min(limit, train_steps - int(scheduler.config.get("steps_offset", 0) or 0))
+    return limit
 
 
 # A sigma scheduler may interpolate between the training timesteps; beyond this many times their number, steps are

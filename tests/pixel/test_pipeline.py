@@ -433,6 +433,22 @@ def test_too_many_steps_for_a_scheduler_that_cannot(ddpm_folder):
     assert generate(pipe, 1, num_inference_steps=150, show_progress=False).shape == (1, 1, 16, 16)  # interpolates
 
 
+def test_leading_spacing_with_a_steps_offset_never_steps_past_the_schedule():
+    # Stable Diffusion's configs (and the shipped mini-sd-mnist): "leading" with steps_offset 1 visits t = k + 1 at
+    # n = T, and t = T is one past alphas_cumprod: the default step count is cut to T - 1 and more is refused
+    from diffusers import DDPMScheduler
+
+    from sd_course.core.schedulers import check_num_inference_steps
+
+    scheduler = DDPMScheduler(num_train_timesteps=100, timestep_spacing="leading", steps_offset=1)
+    steps = check_num_inference_steps(scheduler, None)
+    scheduler.set_timesteps(steps)
+    assert steps == 99 and int(scheduler.timesteps.max()) == 99
+    with pytest.raises(InputError, match="--num_inference_steps 99 or fewer"):
+        check_num_inference_steps(scheduler, 100)
+    assert check_num_inference_steps(DDPMScheduler(num_train_timesteps=100), None) == 100  # no offset: all of them
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(num_images=0), "--num_images must be at least 1"),
     (dict(num_images=-3), "--num_images must be at least 1"),
