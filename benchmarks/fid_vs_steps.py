@@ -21,8 +21,10 @@ import json
 import time
 from pathlib import Path
 
+from sd_course.core.provenance import write_result
+from sd_course.evaluate.classifier import DEFAULT_CLASSIFIER_DIR
 from sd_course.evaluate.metrics import FEATURE_NAME, load_feature_extractor, prepare_reference, score_images
-from sd_course.pixel.pipeline import generate, load_pipeline
+from sd_course.pixel.pipeline import default_model_path, generate, load_pipeline
 
 FID, PRECISION, RECALL = (f"{m}_{FEATURE_NAME}" for m in ("fid", "precision", "recall"))
 MAX_STEPS = {"ddim": 1000, "dpm++": 100}  # DPM-Solver++ converges by 25-50 calls: 1000 would only cost time
@@ -36,7 +38,8 @@ def main(argv=None):
     p.add_argument("--steps", default="1,2,5,10,25,50,100,1000")
     p.add_argument("--num_samples", type=int, default=300)
     p.add_argument("--output", default="runs/fid_vs_steps.png")
-    p.add_argument("--output_json", default="runs/fid_vs_steps.json")
+    p.add_argument("--output_json", default="runs/fid_vs_steps.json",
+                   help="every number, with the command, the model's weights hashes, the machine and the date")
     args = p.parse_args(argv)
     extractor = load_feature_extractor(None)
     reference = prepare_reference(args.reference, extractor, None, show_progress=False)
@@ -76,8 +79,9 @@ def main(argv=None):
     if pictures:
         plot(pictures, Path(args.output))
         print(f"wrote {args.output}")
-    Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output_json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    write_result(args.output_json, dict(model=args.model or str(default_model_path()), num_samples=args.num_samples,
+                                        reference=args.reference, rows=rows),
+                 inputs=[args.model or default_model_path(), DEFAULT_CLASSIFIER_DIR / "model.safetensors"])
     print(f"wrote {args.output_json}")
 
 

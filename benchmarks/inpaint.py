@@ -22,12 +22,18 @@ the MNIST *test* split in ``../shared/data/mnist`` (digits the model never saw),
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from pathlib import Path
 
 import torch
+
+from sd_course.core.data import load_images
+from sd_course.core.plots import _save_figure, inpaint_figure
+from sd_course.core.provenance import relative_to_root, write_result
+from sd_course.evaluate.classifier import DEFAULT_CLASSIFIER_DIR, load_classifier, predict
+from sd_course.pixel.inpaint import inpaint
+from sd_course.pixel.pipeline import default_model_path, load_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_TEST = REPO.parent / "shared" / "data" / "mnist"
@@ -35,7 +41,7 @@ SHARED_TEST = REPO.parent / "shared" / "data" / "mnist"
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=str(REPO / "pipelines" / "ddpm-mnist"))
+    p.add_argument("--model", default=default_model_path())
     p.add_argument("--reference", default=None,
                    help="digits to use, NAME_OR_PATH[:split] (default ../shared/data/mnist:test, else builtin:mnist-2k)")
     p.add_argument("--num_images", type=int, default=200)
@@ -52,10 +58,6 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from sd_course.core.data import load_images
-    from sd_course.evaluate.classifier import load_classifier, predict
-    from sd_course.pixel.inpaint import inpaint
-    from sd_course.pixel.pipeline import load_pipeline
 
     reference = args.reference or (f"{SHARED_TEST}:test" if (SHARED_TEST / "test.parquet").is_file()
                                    else "builtin:mnist-2k:train")
@@ -72,10 +74,12 @@ def main(argv=None):
     seconds = time.time() - start
 
     classifier = load_classifier()
+    labels_of = {"original": "original", "blank": "lower half blank", "inpainted": "lower half inpainted"}
     read = {name: predict(classifier, x)[1].argmax(-1) for name, x in
-            (("original", images), ("lower half blank", blank), ("lower half inpainted", filled))}
+            (("original", images), ("blank", blank), ("inpainted", filled))}
     n = len(images)
-    results = dict(reference=reference, n=n, model=args.model, scheduler=type(pipe.scheduler).__name__,
+    results = dict(reference=reference, n=n, model=relative_to_root(args.model),
+                   scheduler=type(pipe.scheduler).__name__,
                    num_inference_steps=args.num_inference_steps, resample=args.resample, seed=args.seed,
                    inpaint_seconds=round(seconds, 1), torch_threads=torch.get_num_threads())
     print(f"{n} digits of {reference}, lower 14 of 28 rows hidden; {results['scheduler']} "
@@ -88,16 +92,15 @@ def main(argv=None):
         same = (pred == read["original"]).double().mean().item()
         se = math.sqrt(acc * (1 - acc) / n)
         results[name] = dict(accuracy=acc, accuracy_se=se, agrees_with_original=same)
-        print(f"| {name:<22} | {f'{acc:.1%} +- {se:.1%}':>22} | {same:>32.1%} |")
+        print(f"| {labels_of[name]:<22} | {f'{acc:.1%} +- {se:.1%}':>22} | {same:>32.1%} |")
     if args.figure:
-        from sd_course.core.plots import _save_figure, inpaint_figure
-
         k = min(6, n)
         fills = [filled[:k]] + [inpaint(pipe, images[:k], mask, args.num_inference_steps, seed=args.seed + s,
                                         resample=args.resample, show_progress=False) for s in (1, 2)]
         print(f"wrote {_save_figure(inpaint_figure(images[:k], mask, fills), args.figure)}")
-    if args.output_json:
-        Path(args.output_json).write_text(json.dumps(results, indent=2) + "\n")
+    if args.output_json:  # with the command, the model's weights hashes, the machine and the date
+        write_result(args.output_json, results,
+                     inputs=[args.model, DEFAULT_CLASSIFIER_DIR / "model.safetensors"])
     return results
 
 

@@ -2,6 +2,8 @@
 
     python benchmarks/metric_floor.py --dataset_name ../shared/data/mnist        # local copy of MNIST
     python benchmarks/metric_floor.py                                           # ylecun/mnist (needs internet)
+    python benchmarks/metric_floor.py --dataset_name ../shared/data/mnist --sizes 100,300,1000,5000,10000 \
+        --output_json benchmarks/results/metric_floor.json                     # the floors the docs quote
 
 Part 1, the floor: FID(train[:n] vs the whole test set) for n = 1k, 5k, 10k. Both sides are *real* MNIST digits,
 so this is the best score any generator can hope for at that n; it shrinks as n grows because FID's estimate of the
@@ -16,11 +18,12 @@ orders of magnitude away. Seeded; ~1-2 minutes on 2 CPU cores (feature extractio
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 from sd_course.core.data import load_images
+from sd_course.core.provenance import write_result
 from sd_course.evaluate import metrics
+from sd_course.evaluate.classifier import DEFAULT_CLASSIFIER_DIR
 
 SHORT = {f"fid_{metrics.FEATURE_NAME}": "fid", f"kid_{metrics.FEATURE_NAME}_mean": "kid_mean",
          f"kid_{metrics.FEATURE_NAME}_std": "kid_std", f"precision_{metrics.FEATURE_NAME}": "precision",
@@ -61,10 +64,9 @@ def main(argv=None):
     score("blur sigma 1px", metrics.gaussian_blur(train[:n], 1.0))
     score("pure noise", metrics.pure_noise(n, seed=args.seed))
     print(f"({time.time() - start:.0f} s; features: {metrics.FEATURE_NAME}, reference {args.dataset_name}:test)")
-    if args.output_json:
-        with open(args.output_json, "w") as f:
-            json.dump(dict(dataset=args.dataset_name, classifier_sha256=classifier.weights_sha256, rows=rows), f,
-                      indent=2)
+    if args.output_json:  # with the command, the classifier's hash, the machine and the date
+        write_result(args.output_json, dict(dataset=args.dataset_name, rows=rows),
+                     inputs=[DEFAULT_CLASSIFIER_DIR / "model.safetensors"])
 
 
 def _header() -> str:

@@ -45,12 +45,15 @@ def objective_of(config: str):
     return TextToImage if ("text_encoder_config" in settings or "vae_name_or_path" in settings) else PixelDiffusion
 
 
-def recipe_inputs(config: str) -> list[str]:
-    """The files the result depends on: the recipe, the classifier behind FID, and a VAE the recipe trains on."""
+def recipe_inputs(config: str, extra: list[str] = ()) -> list[str]:
+    """The files the result depends on: the recipe, the classifier behind FID, and the VAE the recipe trains on
+    (a --vae_name_or_path flag, else the recipe's, else the shipped one)."""
     settings = yaml.safe_load(Path(config).read_text()) or {}
     inputs = [config, str(DEFAULT_CLASSIFIER_DIR / "model.safetensors")]
     if objective_of(config) is TextToImage:
-        inputs.append(settings.get("vae_name_or_path") or "pipelines/mini-sd-mnist/vae")  # null: the shipped VAE
+        flags = list(extra)
+        vae = flags[flags.index("--vae_name_or_path") + 1] if "--vae_name_or_path" in flags[:-1] else None
+        inputs.append(vae or settings.get("vae_name_or_path") or "pipelines/mini-sd-mnist/vae")
     return inputs
 
 
@@ -114,7 +117,7 @@ def main() -> None:
                     print(json.dumps(row), flush=True)
     if args.output_json:
         write_result(args.output_json, dict(config=args.config, extra=extra, reference=args.reference, rows=rows),
-                     inputs=recipe_inputs(args.config))
+                     inputs=recipe_inputs(args.config, extra))
 
 
 if __name__ == "__main__":

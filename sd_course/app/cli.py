@@ -11,7 +11,9 @@
     sd-course inversion  --output_dir figures/inversion
     sd-course latents    --vae pipelines/mini-sd-mnist/vae --output_dir figures/latents/
     sd-course attention  --model pipelines/mini-sd-mnist --prompt "a handwritten digit seven" --output_dir figs/
+    sd-course anatomy    --output_dir figs/     # both U-Nets: blocks, shapes, parameters, attention, the time path
     sd-course inpaint    --model pipelines/ddpm-mnist --image digit.png --mask mask.png --output filled.png
+    sd-course predictions --model pipelines/ddpm-mnist --output_dir figs/   # v, eps, x_0 at each t; loss vs the exact denoiser
     sd-course questions  --check            (or --write: regenerate docs/questions.md)
     sd-course results    check              (or write, list, rerun ID: the numbers the prose quotes)
     sd-course handout    --output_dir handout/
@@ -360,6 +362,32 @@ def _add_attention(sub):
     p.set_defaults(func=run)
 
 
+def _add_anatomy(sub):
+    p = sub.add_parser("anatomy", help="the U-Nets' anatomy, measured: each block's shapes and parameters, the "
+                                       "timestep path, where self- and cross-attention sit",
+                       description="Run the pixel U-Net and the mini-SD's U-Net once each with forward hooks on every "
+                                   "block and part: input and output shapes, parameter counts (they sum to the "
+                                   "model's), the skips, the timestep-embedding path, each attention layer (self or "
+                                   "cross, queries x keys or tokens, heads). Writes anatomy.png and anatomy.json, "
+                                   "prints the table; a few seconds on a CPU.")
+    p.add_argument("--pixel_model", default=None, help="a UNet2DModel pipeline folder or its unet/ (default: the "
+                                                       "shipped pipelines/ddpm-mnist; 'none' leaves it out)")
+    p.add_argument("--text_model", default=None, help="a text-to-image pipeline folder or its unet/ (default: the "
+                                                      "shipped pipelines/mini-sd-mnist; 'none' leaves it out)")
+    add_sample_arguments(p, ["prompt", "device"], prompt="a handwritten digit seven")
+    p.add_argument("--output_dir", default="figures/anatomy")
+
+    def run(args):
+        anatomy = deferred("sd_course.app.anatomy")
+
+        numbers = anatomy.write_anatomy_lesson(args.pixel_model, args.text_model, args.output_dir, args.prompt,
+                                               device=args.device)
+        print(numbers["table"])
+        print(f"wrote {args.output_dir}/: anatomy.png anatomy.json ({numbers['seconds']} s)")
+
+    p.set_defaults(func=run)
+
+
 def _add_inpaint(sub):
     p = sub.add_parser("inpaint", help="fill the white part of a mask in a real image (RePaint with the pixel model)")
     p.add_argument("--model", default=None, help=MODEL_HELP)
@@ -384,6 +412,45 @@ def _add_inpaint(sub):
                                    device=args.device)
         for path in written.values():
             print(f"wrote {path}")
+
+    p.set_defaults(func=run)
+
+
+def _add_predictions(sub):
+    p = sub.add_parser("predictions", help="what the pixel model predicts at each t, and its loss per t against the "
+                                           "exact denoiser of the training set",
+                       description="One digit, one noise, several t: x_t, the predicted v, the eps and x_0 it implies "
+                                   "and the true ones (predictions.png); the per-pixel v-MSE per t of the network and "
+                                   "of the exact denoiser of a training set, on its digits and on others "
+                                   "(loss_per_t.png); the numbers in predictions.json.")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
+    p.add_argument("--train_dataset", default="builtin:mnist-2k:train",
+                   help="the training set of the exact denoiser: NAME_OR_PATH[:split] (e.g. "
+                        "../shared/data/mnist:train, the shipped pixel model's own training digits)")
+    p.add_argument("--test_dataset", default=None, help="the other digits: NAME_OR_PATH[:split] (default: --num_digits "
+                                                        "digits of --train_dataset, left out of the training set)")
+    p.add_argument("--num_train", type=int, default=None,
+                   help="use the first N images of --train_dataset (default all)")
+    p.add_argument("--num_digits", type=int, default=32, help="digits per set in the loss curve")
+    p.add_argument("--num_draws", type=int, default=2, help="noise draws per digit and t in the loss curve")
+    p.add_argument("--timesteps", default="0,50,150,300,500,700,850,999", help="the columns of predictions.png")
+    p.add_argument("--loss_timesteps", default="0,10,25,50,100,200,300,400,500,700,850,999",
+                   help="the t of the loss curve")
+    p.add_argument("--digit_index", type=int, default=0, help="which of the other digits predictions.png shows")
+    p.add_argument("--seed", type=int, default=0, help="seed of the choice of digits and of the noise")
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--output_dir", default="figures/predictions")
+    add_sample_arguments(p, ["device"])
+
+    def run(args):
+        predictions = deferred("sd_course.pixel.predictions")
+
+        numbers = predictions.write_predictions_lesson(
+            args.model, args.output_dir, args.train_dataset, args.test_dataset, args.num_train, args.num_digits,
+            args.num_draws, args.timesteps, args.loss_timesteps, args.digit_index, args.seed, args.batch_size,
+            device=args.device)
+        print(predictions.format_summary(numbers))
+        print(f"wrote {args.output_dir}/: predictions.png loss_per_t.png predictions.json")
 
     p.set_defaults(func=run)
 
@@ -553,7 +620,9 @@ COMMANDS = [
     _add_inversion,
     _add_latents,
     _add_attention,
+    _add_anatomy,
     _add_inpaint,
+    _add_predictions,
     _add_questions,
     _add_results,
     _add_handout,

@@ -22,6 +22,8 @@ A: The network must map an image x_t (plus the noise level t) to an image-shaped
    So one network serves every noise level: at large t it must guess global shape, at small t only the last bit of
    texture.
 Cmd: python -c "from sd_course.core.models import build_unet; print(build_unet('mnist', resolution=28, channels=1))"
+Cmd: sd-course anatomy --output_dir docs/figures/anatomy
+Fig: docs/figures/anatomy/anatomy.png
 """
 
 from __future__ import annotations

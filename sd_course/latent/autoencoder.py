@@ -70,11 +70,12 @@ from sd_course.core.data import load_run_dataset, random_flip, to_model_range, t
 from sd_course.core.digit_cnn import load_digit_cnn
 from sd_course.core.errors import InputError
 from sd_course.core.images import to_pil_images
-from sd_course.core.models import build_vae
+from sd_course.core.models import build_vae, vae_downsample_factor
 from sd_course.train.config import TrainConfig, option
 from sd_course.train.loop import Objective
 
 RECONSTRUCTION_LOSSES = ("l1", "mse")
+TRAIN_PARTS = ("all", "decoder")
 DEFAULT_PERCEPTUAL_NETWORK = Path(__file__).resolve().parents[1] / "assets" / "mnist-perceptual"
 
 
@@ -82,6 +83,11 @@ DEFAULT_PERCEPTUAL_NETWORK = Path(__file__).resolve().parents[1] / "assets" / "m
 class VAEConfig(TrainConfig):
     # --- the model (sd_course/core/models.py) --------------------------------------------------------------------------
     vae_config_name_or_path: str = option("mnist-vae", "AutoencoderKL preset (mnist-vae, tiny-vae) or a config.json")
+    pretrained_vae: Optional[str] = option(None, "start from this trained AutoencoderKL (a VAE folder, or a pipeline "
+                                                 "folder with vae/) instead of a fresh --vae_config_name_or_path")
+    train_parts: str = option("all", "what learns: all, or decoder (the encoder frozen: the latents, their "
+                                     "scaling_factor and every model trained on them stay valid; Stable "
+                                     "Diffusion's ft-MSE / ft-EMA decoders)", choices=TRAIN_PARTS)
     # --- the loss -------------------------------------------------------------------------------------------------
     reconstruction_loss: str = option("l1", "per-pixel reconstruction term (Stable Diffusion's VAE: l1)",
                                       choices=RECONSTRUCTION_LOSSES)
@@ -111,6 +117,9 @@ class VAEConfig(TrainConfig):
         for name in ("kl_weight", "perceptual_weight", "adversarial_weight"):
             if getattr(self, name) < 0:
                 raise InputError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if self.train_parts == "decoder" and not self.pretrained_vae:
+            raise InputError("--train_parts decoder freezes the encoder, so it needs a trained one: pass "
+                             "--pretrained_vae DIR (e.g. pipelines/mini-sd-mnist/vae), or --train_parts all")
 
 
 class PatchDiscriminator(nn.Module):
@@ -205,7 +214,7 @@ class Autoencoder(Objective):
         cfg = self.cfg
         dataset, info = load_run_dataset(cfg, accelerator)
         self.dataset = dataset
-        vae = build_vae(cfg.vae_config_name_or_path, info.resolution, info.num_channels)
+        vae = self.build_autoencoder(info)
         self.latent_shape = latent_shape(vae, info.resolution)
         self.perceptual = None
         if cfg.perceptual_weight > 0:
@@ -220,6 +229,25 @@ class Autoencoder(Objective):
         discriminator = PatchDiscriminator(info.num_channels, cfg.discriminator_width) \
             if cfg.adversarial_weight > 0 else None
         return dataset, info, VAEForTraining(vae, discriminator)
+
+    def build_autoencoder(self, info):
+        """A fresh AutoencoderKL from its preset, or a trained one to go on from; with ``--train_parts decoder``
+        the encoder (and its quant_conv, the layer that makes mu and log sigma^2) no longer learns: z ~ q(z | x) is
+        the same function of x before and after, so a latent diffusion model trained on these latents can use the
+        new decoder as it is (what Stable Diffusion's sd-vae-ft-mse did for SD 1.x)."""
+        cfg = self.cfg
+        if cfg.pretrained_vae is None:
+            return build_vae(cfg.vae_config_name_or_path, info.resolution, info.num_channels)
+        vae = load_vae(cfg.pretrained_vae, "--pretrained_vae").train()
+        if vae.config.in_channels != info.num_channels or info.resolution % vae_downsample_factor(vae.config):
+            raise InputError(f"--pretrained_vae {cfg.pretrained_vae} reads {vae.config.in_channels}-channel images "
+                             f"in multiples of {vae_downsample_factor(vae.config)} pixels, the dataset gives "
+                             f"{info.num_channels}-channel {info.resolution}x{info.resolution}: pass a VAE trained "
+                             "on such images, or train one (leave --pretrained_vae out)")
+        if cfg.train_parts == "decoder":
+            for part in (vae.encoder, vae.quant_conv):
+                part.requires_grad_(False)
+        return vae
 
     def loss(self, model, batch, generator):
         """One step of the autoencoder (and of its discriminator):
@@ -263,6 +291,8 @@ class Autoencoder(Objective):
     def saveable(self, model):
         """The AutoencoderKL alone (the discriminator is only for training), with ``scaling_factor = 1 / std`` of the latents of the first training images."""
         vae = model.vae
+        if self.cfg.train_parts == "decoder":
+            return vae  # the encoder did not change: the latents, and the factor the latent models were trained with
         images = torch.stack([self.dataset[i]["pixel_values"]
                               for i in range(min(self.cfg.scaling_samples, len(self.dataset)))])
         vae.register_to_config(scaling_factor=compute_scaling_factor(vae, images, seed=self.cfg.seed))
@@ -286,7 +316,7 @@ class Autoencoder(Objective):
 
 def latent_shape(vae, resolution: int) -> tuple[int, int, int]:
     """(C, H, W) of the latents of a ``resolution`` x ``resolution`` image."""
-    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    factor = vae_downsample_factor(vae.config)
     return vae.config.latent_channels, resolution // factor, resolution // factor
 
 
@@ -302,26 +332,27 @@ def compute_scaling_factor(vae, images: torch.Tensor, seed: int = 0, batch_size:
     return float(1.0 / torch.cat(latents).float().std())
 
 
-def load_vae(path: str | Path):
-    """An ``AutoencoderKL`` from a folder (a VAE folder, or a pipeline folder with ``vae/``), with clear errors."""
+def load_vae(path: str | Path, flag: str = "--vae"):
+    """An ``AutoencoderKL`` from a folder (a VAE folder, or a pipeline folder with ``vae/``), with clear errors
+    that name the command-line ``flag`` it came from."""
     folder = Path(path)
     if (folder / "model_index.json").is_file() and (folder / "vae").is_dir():
         folder = folder / "vae"  # a StableDiffusionPipeline folder: its autoencoder
     config_file = folder / "config.json"
     if not config_file.is_file():
-        raise InputError(f"--vae {path}: no config.json there; pass a folder saved by training/train_vae.py "
+        raise InputError(f"{flag} {path}: no config.json there; pass a folder saved by training/train_vae.py "
                          "(or AutoencoderKL.save_pretrained), or a text-to-image pipeline folder")
     try:
         class_name = json.loads(config_file.read_text()).get("_class_name")
     except json.JSONDecodeError as e:
         raise InputError(f"{config_file} is not valid JSON ({e})") from e
     if class_name != "AutoencoderKL":
-        raise InputError(f"--vae {path} holds a {class_name}, not an AutoencoderKL; pass the output_dir of "
+        raise InputError(f"{flag} {path} holds a {class_name}, not an AutoencoderKL; pass the output_dir of "
                          "training/train_vae.py or a pipeline's vae/ folder")
     try:
         return AutoencoderKL.from_pretrained(str(folder)).eval()
     except Exception as e:
-        raise InputError(f"--vae {path}: the weights could not be loaded ({type(e).__name__}: {e}); the file is "
+        raise InputError(f"{flag} {path}: the weights could not be loaded ({type(e).__name__}: {e}); the file is "
                          "corrupt or incomplete: copy or train it again") from e
 
 

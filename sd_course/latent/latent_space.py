@@ -25,8 +25,8 @@ Fig: docs/figures/latents/ddim_inversion.png
 
 from __future__ import annotations
 
-import json
 import math
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
@@ -36,9 +36,10 @@ from sd_course.core.data import load_images, to_model_range, to_uint8
 from sd_course.core.device import resolve_device
 from sd_course.core.errors import InputError
 from sd_course.core.images import check_output_dir, image_grid
+from sd_course.core.provenance import write_result
 from sd_course.latent.autoencoder import decode, encode, load_vae, prepare_images
 from sd_course.latent.text_to_image import default_vae_path
-from sd_course.pixel.pipeline import load_pipeline, x0_from_model_output
+from sd_course.pixel.pipeline import default_model_path, load_pipeline, x0_from_model_output
 
 # ----------------------------------------------------------------------------------------------------------------
 # The autoencoder's latent space
@@ -214,5 +215,6 @@ def write_latent_lesson(vae_path: str | None = None, model: str | None = None, o
         a, b = (torch.randn((1, *x0.shape[1:]), generator=g) for _ in range(2))
         path = torch.cat([slerp(a, b, w) for w in torch.linspace(0, 1, 8).tolist()])
         image_grid(to_uint8(ddim_generate(pipe, path, num_inference_steps)), cols=8).save(out / "noise_path.png")
-    (out / "latents.json").write_text(json.dumps(numbers, indent=2))
+    used = [vae_path or default_vae_path()] + ([] if model == "none" else [str(model) if model else str(default_model_path())])
+    write_result(out / "latents.json", numbers, inputs=[p for p in used if Path(p).exists()], device=vae.device)
     return numbers

@@ -444,15 +444,27 @@ def _vae_card(vae_dir: Path, vae_run: Path | None, vae_metrics: dict | None, loa
                  ("latent std", f"{m['latents']['raw']['std']:.3f} raw, {m['latents']['scaled']['std']:.3f} scaled"),
                  ("speed (2 CPU cores)", f"encode {m['encode_images_per_s']:.0f} images/s, decode "
                                          f"{m['decode_images_per_s']:.0f} images/s")]
-    training = "Trained by `training/train_vae.py` (`sd_course/latent/autoencoder.py`: L1 reconstruction + KL).\n\n"
+    c = (record.config or {}) if record else {}
+    terms = "L1 reconstruction + KL" + (" + a perceptual term" if c.get("perceptual_weight") else "") + \
+        (" + a patch discriminator" if c.get("adversarial_weight") else "")
+    training = f"Trained by `training/train_vae.py` (`sd_course/latent/autoencoder.py`: {terms}).\n\n"
+    launch = "accelerate launch --num_cpu_threads_per_process 2 training/train_vae.py --config training/configs/{} " \
+             "--dataset_name ylecun/mnist --output_dir {}\n"
+    commands = launch.format("vae-mnist.yaml", "runs/vae-mnist")
+    if c.get("train_parts") == "decoder":
+        training = (f"Trained in two stages by `training/train_vae.py` (`sd_course/latent/autoencoder.py`): the whole "
+                    f"autoencoder with L1 reconstruction + KL, then its decoder alone with {terms} and the encoder "
+                    "frozen (as Stable Diffusion's sd-vae-ft-mse refined SD 1.x's): the latents, their "
+                    "`scaling_factor` and the U-Net trained on them did not change. The table is the second stage."
+                    "\n\n")
+        commands += launch.format("vae-mnist-decoder.yaml --pretrained_vae runs/vae-mnist", "runs/vae-decoder")
     if record and record.summary:
         s = record.summary
         training += _table([("steps", f"{s['global_step']} ({s['epochs']} epoch(s), batch "
                                       f"{record.config.get('train_batch_size')})"),
                             ("minutes", _minutes(s.get("train_seconds"))), ("hardware", s.get("hardware", "?")),
                             ("final loss", f"{s['final_loss']:.4f}")])
-        training += "\n```bash\naccelerate launch --num_cpu_threads_per_process 2 training/train_vae.py " \
-                    "--config training/configs/vae-mnist.yaml --dataset_name ylecun/mnist --output_dir runs/vae-mnist\n```\n"
+        training += f"\n```bash\n{commands}```\n"
     if rows:
         training += "\n## Evaluation (`python benchmarks/vae_quality.py`)\n\n" + _table(rows)
     data = hub_metadata(AUTOENCODER, "mini-sd-mnist VAE", dataset_id, license)

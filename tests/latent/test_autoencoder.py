@@ -205,3 +205,44 @@ def test_bad_perceptual_and_adversarial_values(tmp_path):
     cfg = parse_args(vae_args(tmp_path / "c", perceptual_weight=1.0, perceptual_network=str(tmp_path)), VAEConfig)
     with pytest.raises(InputError, match="no perceptual network in .*--perceptual_network DIR"):
         train(cfg, Autoencoder(cfg))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A sharper decoder for latents that stay the same (--pretrained_vae, --train_parts decoder)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_decoder_fine_tuning_keeps_the_encoder_and_its_scaling_factor(tmp_path, trained_vae):
+    out = tmp_path / "decoder"
+    train_vae(vae_args(out, pretrained_vae=str(trained_vae), train_parts="decoder", max_train_steps=4,
+                       perceptual_weight=1.0, adversarial_weight=0.5, adversarial_start=2, discriminator_width=8))
+    before, after = weights(trained_vae), weights(out)
+    assert set(before) == set(after)
+    encoder = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    decoder = [k for k in before if k.startswith(("decoder.", "post_quant_conv."))]
+    assert encoder and decoder and len(encoder) + len(decoder) == len(before)
+    assert all(torch.equal(before[k], after[k]) for k in encoder)  # q(z | x) bit for bit: the latents stay valid
+    assert sum(not torch.equal(before[k], after[k]) for k in decoder) > len(decoder) // 2  # the decoder learnt
+    factor = lambda folder: json.loads((folder / "config.json").read_text())["scaling_factor"]  # noqa: E731
+    assert factor(out) == factor(trained_vae)  # what the latent models were trained with, not re-measured
+
+
+def test_a_whole_autoencoder_can_go_on_from_a_trained_one(tmp_path, trained_vae):
+    out = tmp_path / "more"
+    train_vae(vae_args(out, pretrained_vae=str(trained_vae), max_train_steps=2))
+    before, after = weights(trained_vae), weights(out)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("encoder."))
+    first = json.loads((out / "logs" / "loss.jsonl").read_text().splitlines()[0])
+    fresh = json.loads((trained_vae / "logs" / "loss.jsonl").read_text().splitlines()[0])
+    assert first["reconstruction"] < fresh["reconstruction"]  # it starts where the trained one stopped
+
+
+def test_bad_fine_tuning_values(tmp_path, trained_vae):
+    with pytest.raises(InputError, match="--train_parts decoder .* needs a trained one: pass --pretrained_vae"):
+        parse_args(vae_args(tmp_path / "a", train_parts="decoder"), VAEConfig).validate()
+    with pytest.raises(InputError, match="--pretrained_vae .* no config.json there"):
+        cfg = parse_args(vae_args(tmp_path / "b", pretrained_vae=str(tmp_path)), VAEConfig)
+        train(cfg, Autoencoder(cfg))
+    with pytest.raises(InputError, match="reads 1-channel images in multiples of 2 pixels, .* 15x15"):
+        cfg = parse_args(vae_args(tmp_path / "c", pretrained_vae=str(trained_vae), resolution=15), VAEConfig)
+        train(cfg, Autoencoder(cfg))

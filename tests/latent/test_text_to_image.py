@@ -435,6 +435,27 @@ def test_export_writes_a_loadable_folder_with_both_cards(tmp_path, tiny_sd, tiny
     assert (out / "README.md").is_file()
 
 
+def test_the_vae_card_tells_a_refined_decoder_from_a_first_autoencoder(tmp_path, tiny_sd, tiny_vae):
+    from huggingface_hub import ModelCard
+
+    from sd_course.app.cli import main as cli
+    from sd_course.latent.autoencoder import Autoencoder
+
+    refined = tmp_path / "vae-decoder"
+    main(flags(pretrained_vae=tiny_vae, train_parts="decoder", perceptual_weight=1.0, resolution=16,
+               resize_mode="resize", max_train_samples=32, train_batch_size=16, max_train_steps=1, lr_warmup_steps=0,
+               checkpointing_steps=0, save_model_epochs=0, save_images_epochs=0, logger="none", output_dir=refined),
+         objective_class=Autoencoder)
+    cards = {}
+    for name, run in (("first", tiny_vae), ("refined", refined)):
+        out = tmp_path / name
+        assert cli(["export", str(tiny_sd), "--output", str(out), "--vae_run", str(run)]) == 0
+        cards[name] = ModelCard.load(out / "vae" / "README.md").text
+    assert "L1 reconstruction + KL)" in cards["first"] and "encoder frozen" not in cards["first"]
+    assert "its decoder alone with L1 reconstruction + KL + a perceptual term" in cards["refined"]
+    assert "encoder frozen" in cards["refined"] and "vae-mnist-decoder.yaml --pretrained_vae" in cards["refined"]
+
+
 def test_export_keeps_the_prompt_robustness_result_and_tables_it(tmp_path, tiny_sd):
     from huggingface_hub import ModelCard
 
