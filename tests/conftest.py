@@ -15,6 +15,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hub
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """A test that changes torch's thread count gives it back: a later test comparing an in-process run with a
+    subprocess's (tests/train/test_loop.py's kill-and-resume) needs both to add up floats in the same order."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def mnist_dir() -> Path:
     """The real MNIST parquet folder (../shared/data/mnist); skips the test where it is absent."""

@@ -55,12 +55,15 @@ A: A one-shot denoiser can only return E[x_0 | x_t], the average of every image 
    average into a sample: each step moves x_t only a little towards the current x0_hat and adds fresh noise (DDPM)
    or re-noises x0_hat (DDIM), so the next prediction starts from a less ambiguous x_t; by t = 560 the chain has
    committed to one digit, and the last steps only sharpen strokes (docs/sampling.md). Each step is nearly
-   one-to-one, the case a regression handles well. Measured on the shipped model after 6 epochs (fid_vs_steps.py,
-   DDIM, 100 samples, floor 42.1): 1 call FID 1012 (one blur for every noise: precision 1.0, recall 0.0), 2 calls
-   379, 5 calls 124 (legible digits, recall 0.95), 10 calls 81, 25 calls 70, 50 calls 63; 1000 calls 100, worse,
-   because visiting every low noise level leaves the model's small errors as stray pixels. The price is one
-   network call per step (DDIM 50 steps 2.8 images/s, 1000 steps 0.13 on 2 CPU cores), and higher-order solvers
-   of the same ODE buy most of the steps back. Steps also make the process steerable: inpainting constrains every
+   one-to-one, the case a regression handles well. Measured on the shipped 75-epoch model (fid_vs_steps.py, DDIM,
+   100 samples; the real-data floor at n = 100 is
+   [42.1](benchmarks/results/metric_floor.json#rows.n=100.fid)): 1 call FID [1021](benchmarks/results/fid_vs_steps.json#rows.sampler=ddim&model_calls=1.fid) (one blur for every
+   noise: precision [1.0](benchmarks/results/fid_vs_steps.json#rows.sampler=ddim&model_calls=1.precision), recall [0.0](benchmarks/results/fid_vs_steps.json#rows.sampler=ddim&model_calls=1.recall)), 2 calls [377](benchmarks/results/fid_vs_steps.json#rows.sampler=ddim&model_calls=2.fid), 5 calls
+   [118](benchmarks/results/fid_vs_steps.json#rows.sampler=ddim&model_calls=5.fid) (legible digits, recall [0.96](benchmarks/results/fid_vs_steps.json#rows.sampler=ddim&model_calls=5.recall)), 10 calls [84](benchmarks/results/fid_vs_steps.json#rows.sampler=ddim&model_calls=10.fid), 50 calls
+   [70](benchmarks/results/fid_vs_steps.json#rows.sampler=ddim&model_calls=50.fid), 100 calls [67](benchmarks/results/fid_vs_steps.json#rows.sampler=ddim&model_calls=100.fid); 1000 calls [92.5](benchmarks/results/fid_vs_steps.json#rows.sampler=ddim&model_calls=1000.fid), worse, because visiting every
+   low noise level leaves the model's small errors as stray pixels. The price is one network call per step (DDIM
+   50 steps [5.0](benchmarks/results/fid_vs_steps.json#rows.sampler=ddim&model_calls=50.images_per_s) images/s, 1000 steps [0.18](benchmarks/results/fid_vs_steps.json#rows.sampler=ddim&model_calls=1000.images_per_s) on 2 CPU cores), and
+   higher-order solvers of the same ODE buy most of the steps back. Steps also make the process steerable: inpainting constrains every
    step (see ``inpaint``).
 Cmd: sd-course trajectory --model analytic:mnist --scheduler ddim --num_images 3 --output_dir figures/
 Cmd: sd-course trajectory --model pipelines/ddpm-mnist --scheduler ddim --num_images 4 --output_dir figures/ --name pretrained

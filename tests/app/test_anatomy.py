@@ -51,7 +51,6 @@ def folders(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def anatomies(folders) -> dict[str, dict]:
-    torch.set_num_threads(1)
     return {"pixel": measure(folders["pixel"] / "unet", "pixel", device="cpu"),
             "text": measure(folders["text"] / "unet", "text", device="cpu")}
 
@@ -175,7 +174,6 @@ def test_the_shipped_unets_and_the_docs_figure(tmp_path):
     shipped = REPO / "pipelines" / "ddpm-mnist", REPO / "pipelines" / "mini-sd-mnist"
     if not all(p.is_dir() for p in shipped):
         pytest.skip("the shipped pipelines are not in this checkout")
-    torch.set_num_threads(1)
     started = time.perf_counter()
     numbers = write_anatomy_lesson(str(shipped[0]), str(shipped[1]), str(tmp_path), device="cpu")
     assert time.perf_counter() - started < 30  # about 1 s on 2 CPU cores
