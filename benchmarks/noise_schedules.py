@@ -4,7 +4,7 @@
         --preset mnist-narrow --mixed_precision no --eval_samples 300 --num_samples 200   # README §9, 21 min
     python benchmarks/noise_schedules.py --dataset_name ../shared/data/mnist        # eps, the sweep's own runs
     python benchmarks/noise_schedules.py --dataset_name ../shared/data/mnist --model pipelines/ddpm-mnist \
-        --num_samples 200                                                            # part 3 on the shipped model
+        --num_samples 200 --output_json benchmarks/results/noise_schedules_crossed.json   # part 3, shipped model
 
 Four U-Nets, identical but for ``--ddpm_beta_schedule`` (``linear``, ``scaled_linear``, ``squaredcos_cap_v2``,
 ``sigmoid``), trained on the same images for the same number of steps: the runs ``fast``, ``scaled_linear``,
@@ -33,7 +33,9 @@ from pathlib import Path
 import recipe_sweep
 from diffusers import DDPMScheduler
 
+from sd_course.core.provenance import write_result
 from sd_course.core.schedulers import make_scheduler
+from sd_course.evaluate.classifier import DEFAULT_CLASSIFIER_DIR
 from sd_course.evaluate.metrics import FEATURE_NAME, load_feature_extractor, prepare_reference, score_images
 from sd_course.pixel.pipeline import UnconditionalImagePipeline, generate, load_pipeline
 
@@ -81,6 +83,9 @@ def main(argv=None):
     p.add_argument("--model", default=None,
                    help="part 3 only, for one trained pipeline (e.g. pipelines/ddpm-mnist): sample it with each "
                         "schedule's betas; trains nothing")
+    p.add_argument("--output_json", default=None,
+                   help="with --model: where its result goes, with provenance (default: "
+                        "--output_dir/noise_schedules_crossed.json)")
     args = p.parse_args(argv)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -175,7 +180,9 @@ def sample_with_every_schedule(args, out: Path) -> dict:
         mark = " (its own)" if schedule == own else ""
         print(f"| {schedule}{mark} | {r['fid']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} |")
     result = {"args": vars(args), "trained_with": own, "sampled_with": rows}
-    (out / "noise_schedules_crossed.json").write_text(json.dumps(result, indent=2))
+    output = write_result(args.output_json or out / "noise_schedules_crossed.json", result,
+                          inputs=[args.model, DEFAULT_CLASSIFIER_DIR / "model.safetensors"])
+    print(f"wrote {output}")
     return result
 
 

@@ -22,13 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import torch
 
+from sd_course.core.provenance import write_result
 from sd_course.core.schedulers import SCHEDULERS, check_scheduler_settings, default_num_inference_steps
+from sd_course.evaluate.classifier import DEFAULT_CLASSIFIER_DIR
 from sd_course.evaluate.metrics import FEATURE_NAME, load_feature_extractor, prepare_reference, score_images
-from sd_course.pixel.pipeline import generate, load_pipeline
+from sd_course.pixel.pipeline import default_model_path, generate, load_pipeline
 from sd_course.publish.cards import scheduler_table_lines
 
 
@@ -103,8 +104,9 @@ def main(argv=None):
     print(f"\n{args.num_samples} samples per scheduler, seed 0, model {args.model or 'pipelines/ddpm-mnist'}, "
           f"against {args.reference}; classifier features\n")
     print("\n".join(scheduler_table_lines(rows, spacing_column=True)))
-    Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output_json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    write_result(args.output_json, {"args": vars(args), "rows": rows},
+                 inputs=[args.model or default_model_path(), DEFAULT_CLASSIFIER_DIR / "model.safetensors"],
+                 device=args.device if args.device != "auto" else "cpu")
     print(f"wrote {args.output_json}")
 
 

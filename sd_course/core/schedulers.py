@@ -123,8 +123,9 @@ A: Two different things, depending on when. *In training*, t is drawn uniformly,
    noise draws nearly the same digit under all four. With eps-prediction the spread was 905-1388 and the cosine
    model collapsed to one class: the prediction target matters more than the schedule. *In sampling*, a schedule
    other than the one the model was trained with tells the network the wrong noise level for its input: the
-   shipped cosine model scores FID 46.0 with its own betas, 92.6 with scaled_linear's, 140.3 with sigmoid's,
-   264.4 with linear's (n = 200); Heun built in memory from a linear-schedule model's config takes Stable Diffusion's
+   shipped cosine model scores FID [35.5](benchmarks/results/noise_schedules_crossed.json#sampled_with.squaredcos_cap_v2.fid) with its own betas,
+   [77.7](benchmarks/results/noise_schedules_crossed.json#sampled_with.scaled_linear.fid) with scaled_linear's, [121.6](benchmarks/results/noise_schedules_crossed.json#sampled_with.sigmoid.fid) with sigmoid's,
+   [237.3](benchmarks/results/noise_schedules_crossed.json#sampled_with.linear.fid) with linear's (n = 200); Heun built in memory from a linear-schedule model's config takes Stable Diffusion's
    betas (the from_config trap of docs/sampling.md), starts from sigma_max 25 instead of that model's 157 and fails
    the 250-step exactness test (a folder read from disk, like the shipped one, states every key and is safe).
    That is why every scheduler here is held to the model's schedule.
