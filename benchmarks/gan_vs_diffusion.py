@@ -33,6 +33,8 @@ import recipe_sweep
 import torch
 
 from sd_course.core.models import count_parameters
+from sd_course.core.provenance import write_result
+from sd_course.evaluate.classifier import DEFAULT_CLASSIFIER_DIR
 from sd_course.evaluate.metrics import FEATURE_NAME, load_feature_extractor, prepare_reference, score_images
 from sd_course.gan.dcgan import GAN, GANConfig, generate, load_generator
 from sd_course.pixel.diffusion import DiffusionConfig, PixelDiffusion
@@ -91,6 +93,8 @@ def main(argv=None):
     p.add_argument("--num_samples", type=int, default=1000, help="samples per score")
     p.add_argument("--steps", type=int, default=25, help="DPM-Solver++ steps of the diffusion model")
     p.add_argument("--output_dir", default="runs/gan_vs_diffusion")
+    p.add_argument("--output_json", default=None,
+                   help="where the result goes, with provenance (default: --output_dir/gan_vs_diffusion.json)")
     args = p.parse_args(argv)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,9 +141,11 @@ def main(argv=None):
             print(f"| **{kind}: mean ± sd over {len(fids)} seeds** | | | | **{spread[kind]['fid_mean']:.1f} ± "
                   f"{spread[kind]['fid_std']:.1f}** | | | | | |")
     plot(pictures, out / "gan_vs_diffusion.png")
-    (out / "gan_vs_diffusion.json").write_text(json.dumps({"args": vars(args), "rows": rows, "spread": spread,
-                                                            "minutes": (time.time() - start) / 60}, indent=2))
-    print(f"\nwrote {out}/gan_vs_diffusion.json and gan_vs_diffusion.png ({(time.time() - start) / 60:.1f} min)")
+    output_json = Path(args.output_json) if args.output_json else out / "gan_vs_diffusion.json"
+    write_result(output_json, {"args": vars(args), "rows": rows, "spread": spread,
+                               "minutes": (time.time() - start) / 60},
+                 inputs=[DEFAULT_CLASSIFIER_DIR / "model.safetensors"])
+    print(f"\nwrote {output_json} and {out}/gan_vs_diffusion.png ({(time.time() - start) / 60:.1f} min)")
 
 
 def plot(pictures: dict, path: Path) -> None:

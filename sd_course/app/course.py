@@ -38,14 +38,15 @@ A: They turn generation into many small regression problems. Each step only has 
    Training is therefore stable and covers the data: the shipped model reaches recall 0.91 (real digits: 0.89) and
    every one of the 10 classes (docs/evaluation.md), where GANs are known to drop modes. The same network serves any sampler
    (15 schedulers, one trained model: docs/sampling.md) and, without retraining, new tasks such as inpainting
-   (sd_course/pixel/pipeline.py, the shipped model: 71.0% of half-hidden test digits read back correctly, 50.0% with the
-   half left blank).
+   (sd_course/pixel/pipeline.py, the shipped model: [71.0%](benchmarks/results/inpaint_ddpm50.json#inpainted.accuracy*100) of half-hidden test digits read back
+   correctly, [50.0%](benchmarks/results/inpaint_ddpm50.json#blank.accuracy*100) with the half left blank).
    The price is sampling time and training compute: 25 to 1000 network calls per image where a GAN makes one
-   (DPM-Solver++ 25 calls: 4.4 images/s on 2 CPU cores; DDPM's 1000 calls cost 20x DDIM's 50), and training
+   (DPM-Solver++ 25 calls: [9.0](benchmarks/results/sample_speed_cpu.json#rows.scheduler=dpm++.images_per_s) images/s on 2 CPU cores, DDPM's 1000 calls
+   [0.22](benchmarks/results/sample_speed_cpu.json#rows.scheduler=ddpm.images_per_s)), and training
    compute: 281 CPU-minutes bought FID 12.9 on 28x28 digits with DPM-Solver++ 2M SDE 25 steps (22.0 on the ODE;
    the epoch ladder: 160 after 21 minutes, 64 after 57, 26 after 192), 5.8 minutes of an H100 at batch 1,024 bought
-   7.5 (12.8 on the ODE, 5.3 with Euler-ancestral 50 steps: the sampler is part of the generator); the real-data
-   floor is 6.9. Latent diffusion cuts the cost by running
+   [7.5](pipelines/ddpm-mnist/metrics.json#fid_mnist_classifier) ([12.8](pipelines/ddpm-mnist/samplers.json#rows.scheduler=dpm++.fid) on the ODE, [5.3](pipelines/ddpm-mnist/samplers.json#rows.scheduler=euler-a.fid) with Euler-ancestral 50 steps: the sampler is part of
+   the generator); the real-data floor is [6.9](benchmarks/results/metric_floor.json#rows.n=1000.fid). Latent diffusion cuts the cost by running
    the chain on a small latent instead of pixels. The limits seen here: quality numbers depend on the feature extractor, the
    reference set and n (compare only like with like); a model memorises when it can fit its training set too well
    (analytic:mnist returns its 16 stored digits); and inpainting with an unconditional model only matches the
