@@ -52,7 +52,9 @@ def parse_args(argv=None):
     p.add_argument("--dataset_name", default="ylecun/mnist", help="Hub id or local folder with train and test splits")
     p.add_argument("--reference", default=None, help="the real images scored against (default: DATASET:test)")
     p.add_argument("--max_train_samples", type=int, default=None, help="default: all 60,000 training digits")
-    p.add_argument("--epochs", type=int, default=15, help="GAN training epochs (a snapshot scored after each)")
+    p.add_argument("--epochs", type=int, default=25, help="GAN training epochs (a snapshot scored after each)")
+    p.add_argument("--mixed_precision", default="auto", choices=["auto", "no", "bf16"],
+                   help="the GANs' training precision (auto: bf16 where the hardware computes it natively)")
     p.add_argument("--gan_seeds", default="0,1,2", help="one GAN trained from scratch per seed")
     p.add_argument("--diffusion_model", default=None, help="default: the shipped pipelines/ddpm-mnist")
     p.add_argument("--diffusion_scheduler", default="dpm++-2m-sde", help="its card's recommendation")
@@ -77,7 +79,7 @@ def train_gan(args, seed: int) -> Path:
         print(f"{out}: already trained, read back", flush=True)
         return out
     cfg = GANConfig(dataset_name=args.dataset_name, max_train_samples=args.max_train_samples, seed=seed,
-                    num_epochs=args.epochs, save_model_epochs=1, save_images_epochs=0, checkpointing_steps=0,
+                    num_epochs=args.epochs, mixed_precision=args.mixed_precision, save_model_epochs=1, save_images_epochs=0, checkpointing_steps=0,
                     logger="none", output_dir=str(out), overwrite_output_dir=True)
     return train(cfg, GAN(cfg))
 

@@ -10,7 +10,8 @@
 
 Each (variant, precision, seed) trains the recipe from scratch under the one loop (``sd_course.app.launch.main``,
 as ``accelerate launch training/train_unconditional.py --config ...`` or ``train_text_to_image.py`` does: the
-script the config's header names), then samples ``--num_samples`` digits (DPM-Solver++, ``--num_inference_steps``)
+script the config's header names), then samples ``--num_samples`` digits (DPM-Solver++, ``--num_inference_steps``;
+``--schedulers`` scores the same run with other samplers too)
 and scores them against held-out real digits with the shipped classifier: ``fid_mnist_classifier``, the
 classifier's mean confidence, the share of the rarest digit, and for a text-to-image recipe the prompt accuracy
 (training and held-out phrasings) at each ``--guidance_scales``. The targets of a first run (issue 31): Part 2 at
@@ -58,7 +59,8 @@ def recipe_inputs(config: str, extra: list[str] = ()) -> list[str]:
 
 
 def run(config: str, precision: str, seed: int, reference: str, num_samples: int, steps: int, flags: list[str],
-        keep: Path | None, guidance_scales: list[float], variant: str | None) -> list[dict]:
+        keep: Path | None, guidance_scales: list[float], variant: str | None,
+        schedulers: tuple[str, ...] = ("dpm++",)) -> list[dict]:
     objective = objective_of(config)
     with tempfile.TemporaryDirectory() as tmp:
         out = (keep / f"{variant or 'run'}-{precision}-seed{seed}") if keep else Path(tmp) / "run"
@@ -69,8 +71,9 @@ def run(config: str, precision: str, seed: int, reference: str, num_samples: int
         minutes = (time.time() - start) / 60
         summary = json.loads((out / "train_summary.json").read_text())
         rows = []
-        for guidance in guidance_scales if objective is TextToImage else [None]:
-            scores = evaluate(model=str(out), reference=reference, num_samples=num_samples, scheduler="dpm++",
+        for guidance, scheduler in [(g, s) for g in (guidance_scales if objective is TextToImage else [None])
+                                    for s in schedulers]:
+            scores = evaluate(model=str(out), reference=reference, num_samples=num_samples, scheduler=scheduler,
                               num_inference_steps=steps, seed=1234, print_table=False, show_progress=False,
                               device="cpu", **({} if guidance is None else dict(guidance_scale=guidance)))
             histogram = scores.get("class_histogram_mnist_classifier") or []
@@ -80,7 +83,8 @@ def run(config: str, precision: str, seed: int, reference: str, num_samples: int
                        batch=json.loads((out / "training_config.json").read_text())["train_batch_size"],
                        images_per_s=summary["images_per_s"], fid=round(scores["fid_mnist_classifier"], 1),
                        mean_confidence=round(scores.get("mean_confidence_mnist_classifier", float("nan")), 3),
-                       rarest_digit=round(min(histogram), 3) if histogram else None, n=num_samples)
+                       rarest_digit=round(min(histogram), 3) if histogram else None, n=num_samples,
+                       scheduler=scheduler)
             if guidance is not None:
                 row.update(guidance=guidance, prompt_accuracy=round(scores["prompt_accuracy"], 3),
                            prompt_accuracy_heldout=round(scores["prompt_accuracy_heldout"], 3))
@@ -96,6 +100,9 @@ def main() -> None:
     parser.add_argument("--reference", default="ylecun/mnist:test", help="held-out real digits, NAME_OR_PATH[:split]")
     parser.add_argument("--num_samples", type=int, default=200)
     parser.add_argument("--num_inference_steps", type=int, default=20)
+    parser.add_argument("--schedulers", default="dpm++",
+                        help="comma-separated samplers to score each run with (the same steps and seed), e.g. "
+                             "dpm++,dpm++-2m-sde: on a model trained this briefly the sampler matters")
     parser.add_argument("--guidance_scales", default="2", help="text-to-image recipes: comma-separated CFG scales")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
                         help="a named set of training flags (repeatable): each is trained and scored in turn")
@@ -112,7 +119,8 @@ def main() -> None:
                 for row in run(args.config, precision, seed, args.reference, args.num_samples,
                                args.num_inference_steps, extra + flags,
                                Path(args.keep_runs) if args.keep_runs else None,
-                               [float(g) for g in args.guidance_scales.split(",")], name):
+                               [float(g) for g in args.guidance_scales.split(",")], name,
+                               tuple(s.strip() for s in args.schedulers.split(","))):
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     if args.output_json:
