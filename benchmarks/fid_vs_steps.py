@@ -21,7 +21,7 @@ import json
 import time
 from pathlib import Path
 
-from sd_course.core.provenance import write_result
+from sd_course.core.provenance import relative_to_root, write_result
 from sd_course.evaluate.classifier import DEFAULT_CLASSIFIER_DIR
 from sd_course.evaluate.metrics import FEATURE_NAME, load_feature_extractor, prepare_reference, score_images
 from sd_course.pixel.pipeline import default_model_path, generate, load_pipeline
@@ -79,8 +79,8 @@ def main(argv=None):
     if pictures:
         plot(pictures, Path(args.output))
         print(f"wrote {args.output}")
-    write_result(args.output_json, dict(model=args.model or str(default_model_path()), num_samples=args.num_samples,
-                                        reference=args.reference, rows=rows),
+    write_result(args.output_json, dict(model=args.model or relative_to_root(default_model_path()),
+                                        num_samples=args.num_samples, reference=args.reference, rows=rows),
                  inputs=[args.model or default_model_path(), DEFAULT_CLASSIFIER_DIR / "model.safetensors"])
     print(f"wrote {args.output_json}")
 

@@ -79,8 +79,9 @@ def train_gan(args, seed: int) -> Path:
         print(f"{out}: already trained, read back", flush=True)
         return out
     cfg = GANConfig(dataset_name=args.dataset_name, max_train_samples=args.max_train_samples, seed=seed,
-                    num_epochs=args.epochs, mixed_precision=args.mixed_precision, save_model_epochs=1, save_images_epochs=0, checkpointing_steps=0,
-                    logger="none", output_dir=str(out), overwrite_output_dir=True)
+                    num_epochs=args.epochs, mixed_precision=args.mixed_precision, save_model_epochs=1,
+                    save_images_epochs=0, checkpointing_steps=0, logger="none", output_dir=str(out),
+                    overwrite_output_dir=True)
     return train(cfg, GAN(cfg))
 
 

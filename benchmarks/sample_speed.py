@@ -6,7 +6,8 @@
     python benchmarks/sample_speed.py --model random:mnist                  # a random U-Net of a preset
 
 The network is the shipped ``pipelines/ddpm-mnist`` (the ``mnist-small`` preset, 2.7M parameters, 28x28x1) unless
-``--model`` names another; random weights are as fast as trained ones. The cost of sampling is (model calls per image) x (cost of one call): a scheduler's step is
+``--model`` names another; random weights are as fast as trained ones. The cost of sampling is (model calls per
+image) x (cost of one call): a scheduler's step is
 negligible next to the U-Net, so images/s is inversely proportional to the calls, which the table shows next to the
 speed. Second-order schedulers (Heun, KDPM2, DPM++ SDE) make two calls per step for 25 steps: 49 calls.
 """
@@ -21,7 +22,7 @@ from diffusers import DDPMScheduler
 
 from sd_course.core.errors import InputError
 from sd_course.core.models import build_unet, count_parameters
-from sd_course.core.provenance import write_result
+from sd_course.core.provenance import relative_to_root, write_result
 from sd_course.core.schedulers import SCHEDULERS, default_num_inference_steps, make_scheduler
 from sd_course.pixel.pipeline import UnconditionalImagePipeline, default_model_path, generate, load_pipeline
 
@@ -84,9 +85,9 @@ def main(argv=None):
               f"{args.num_images / seconds:>9.2f} {rows[-1]['ms_per_call']:>8.1f}", flush=True)
     if args.output_json:
         inputs = [] if model.startswith("random:") else [model]
-        write_result(args.output_json, dict(model=model, num_images=args.num_images,
-                                            batch_size=args.batch_size or args.num_images, rows=rows),
-                     inputs=inputs, device=args.device)
+        record = dict(model=relative_to_root(model) if inputs else model, num_images=args.num_images,
+                      batch_size=args.batch_size or args.num_images, rows=rows)
+        write_result(args.output_json, record, inputs=inputs, device=args.device)
         print(f"wrote {args.output_json}")
 
 
