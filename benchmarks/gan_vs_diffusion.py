@@ -6,7 +6,8 @@
 Two models of about a million parameters, trained by the same loop (sd_course/train/loop.py) on all 60,000 MNIST
 training digits for the same minutes of training on this machine:
 
-* the DCGAN of sd_course/gan/dcgan.py (generator 0.90M + discriminator 0.14M parameters; DCGAN's Adam settings);
+* the DCGAN of sd_course/gan/dcgan.py (generator 0.90M + discriminator 0.14M parameters; DCGAN's Adam settings;
+  bf16, as the U-Net);
 * a diffusion U-Net, ``mnist-narrow`` (0.99M parameters), with the best recipe of benchmarks/recipe_sweep.py at
   the time of writing (``cosine-v``: squaredcos_cap_v2 schedule, v-prediction, lr 1e-3, bf16, EMA).
 
@@ -50,8 +51,8 @@ QUIET = dict(save_images_epochs=0, save_model_epochs=0, checkpointing_steps=0, l
 def config(kind: str, args, seed: int, output_dir: Path, steps: int):
     common = dict(dataset_name=args.dataset_name, seed=seed, output_dir=str(output_dir), max_train_steps=steps,
                   max_train_samples=args.max_train_samples, **QUIET)
-    if kind == "gan":
-        return GANConfig(**common)
+    if kind == "gan":  # the same precision as the diffusion recipe: the same CPU-minutes buy the same arithmetic
+        return GANConfig(**common, mixed_precision=recipe_sweep.COSINE_V["mixed_precision"])
     return DiffusionConfig(**{**recipe_sweep.COSINE_V, "lr_warmup_steps": min(100, steps // 10)}, use_ema=True,
                            model_config_name_or_path="mnist-narrow", **common)
 
