@@ -22,11 +22,11 @@ Q: How do diffusion models compare to GANs?
 A: Measured (benchmarks/gan_vs_diffusion.py and gan_at_convergence.py, benchmarks/README.md section 10): this DCGAN (1.04M parameters with
    its discriminator) against the `mnist-narrow` U-Net (0.99M, cosine schedule, v-prediction), each trained for
    the same 2 minutes on 2 CPU cores on all 60,000 digits, scored on 1,000 samples against the test split:
-   * Quality at a tiny budget goes to the GAN: FID 207.1 +- 2.6 over 3 seeds (precision 0.69, recall 0.64)
-     against 324.0 +- 8.8 over 2 seeds for diffusion (precision 0.73, recall 0.51). A GAN step is 3.6x cheaper
-     here (1,507 steps against 415 in 2 minutes), and its generator is graded on whole images from the first step,
+   * Quality at a tiny budget goes to the GAN: FID [207.7](benchmarks/results/gan_vs_diffusion.json#spread.gan.fid_mean) +- [4.7](benchmarks/results/gan_vs_diffusion.json#spread.gan.fid_std) over 3 seeds against
+     [278.5](benchmarks/results/gan_vs_diffusion.json#spread.diffusion.fid_mean) +- [4.8](benchmarks/results/gan_vs_diffusion.json#spread.diffusion.fid_std) over 2 seeds for diffusion. The GAN takes
+     [1,505](benchmarks/results/gan_vs_diffusion.json#rows.model=gan&seed=0.steps) steps in the 2-minute budget, the U-Net [512](benchmarks/results/gan_vs_diffusion.json#rows.model=diffusion&seed=0.steps), and its generator is graded on whole images from the first step,
      while the denoiser must learn 1,000 noise levels before its samples look right. Given far more compute it goes
-     much further: the shipped pipelines/ddpm-mnist (75 epochs, 5.8 minutes of an H100 GPU) scores FID 7.5 on the
+     much further: the shipped pipelines/ddpm-mnist (75 epochs, 5.8 minutes of an H100 GPU) scores FID [7.5](pipelines/ddpm-mnist/metrics.json#fid_mnist_classifier) on the
      SDE sampler (its card has the ladder).
    * At the end of training the order reverses (benchmarks/gan_at_convergence.py): the same DCGAN trained 25
      epochs from two seeds (about 27 minutes each on 2 CPU cores in bf16, a snapshot scored after every epoch,
@@ -35,18 +35,19 @@ A: Measured (benchmarks/gan_vs_diffusion.py and gan_at_convergence.py, benchmark
      ([9.9x](benchmarks/results/gan_at_convergence.json#summary.fid_ratio_gan_over_diffusion)). The gap is precision ([0.65](benchmarks/results/gan_at_convergence.json#summary.gan_precision.mean) against
      [0.87](benchmarks/results/gan_at_convergence.json#summary.diffusion_precision.mean): broken or blotted strokes), not coverage (recall
      [0.86](benchmarks/results/gan_at_convergence.json#summary.gan_recall.mean) against [0.89](benchmarks/results/gan_at_convergence.json#summary.diffusion_recall.mean), all 10 digits for both).
-   * Stability: no seed collapsed at this budget; the seed-to-seed spread of FID was 2.6 (GAN) and 8.8 (diffusion).
+   * Stability: no seed collapsed at this budget; the seed-to-seed spread of FID was [4.7](benchmarks/results/gan_vs_diffusion.json#spread.gan.fid_std) (GAN) and
+     [4.8](benchmarks/results/gan_vs_diffusion.json#spread.diffusion.fid_std) (diffusion).
      The GAN's losses, though, say nothing about quality (loss_d and loss_g drift against each other in
      logs/loss.jsonl), where the diffusion loss is a regression whose curve does.
-   * Coverage: both miss classes at 2 minutes (8 of 10 classes at >= half their real share for the GAN, 6 for
-     diffusion); the GAN's rarest digit (4) is 2.5-3.5% of its samples. Mode collapse would show up as recall
+   * Coverage at 2 minutes, classes at >= half their real share (of 10): GAN [7](benchmarks/results/gan_vs_diffusion.json#rows.model=gan&seed=0.classes_covered), [8](benchmarks/results/gan_vs_diffusion.json#rows.model=gan&seed=1.classes_covered), [8](benchmarks/results/gan_vs_diffusion.json#rows.model=gan&seed=2.classes_covered) by seed, diffusion [8](benchmarks/results/gan_vs_diffusion.json#rows.model=diffusion&seed=0.classes_covered), [7](benchmarks/results/gan_vs_diffusion.json#rows.model=diffusion&seed=1.classes_covered).
+     At the end of training both cover all 10 (above). Mode collapse would show up as recall
      falling, as keeping only the 1s of real MNIST does (precision > 0.8, recall < 0.3; tests/evaluate/test_metrics.py).
    * Sampling cost: one network call per image, [3,748](benchmarks/results/gan_at_convergence.json#summary.gan_sampling_images_per_s) images/s on 2 CPU cores, against
      25 calls and [7.8](benchmarks/results/gan_at_convergence.json#summary.diffusion_sampling_images_per_s) images/s for the shipped U-Net with DPM-Solver++ 2M SDE.
    * Abilities: diffusion gives a likelihood bound, a deterministic ODE between noise and image (DDIM inversion,
      sd_course/latent/latent_space.py), guidance (sd_course/latent/text_to_image.py) and inpainting without retraining (sd-course
      inpaint); a GAN gives one-shot speed and a compact latent space to edit in, but no encoder back into it.
-Cmd: python benchmarks/gan_vs_diffusion.py --dataset_name ../shared/data/mnist --minutes 2
+Cmd: python benchmarks/gan_vs_diffusion.py --dataset_name ../shared/data/mnist --minutes 2 --output_json benchmarks/results/gan_vs_diffusion.json
 Cmd: python benchmarks/gan_at_convergence.py --dataset_name ../shared/data/mnist --gan_seeds 0,1 --output docs/figures/gan_at_convergence.png --output_json benchmarks/results/gan_at_convergence.json
 Cmd: sd-course evaluate --samples my_gan_samples/ --reference ../shared/data/mnist:test
 Fig: docs/figures/gan_at_convergence.png
