@@ -58,7 +58,7 @@ from transformers.utils import logging as transformers_logging
 from sd_course.core.device import resolve_device
 from sd_course.core.errors import InputError
 from sd_course.core.images import check_output_dir
-from sd_course.core.provenance import command_line, relative_to_root, write_result
+from sd_course.core.provenance import cli_command_line, relative_to_root, write_result
 from sd_course.core.schedulers import quiet_diffusers
 from sd_course.core.shipped import find_shipped
 from sd_course.latent.text import tokenize
@@ -634,16 +634,6 @@ def measure(folder: Path, label: str, timestep: int = 500, prompt: str = PROMPT,
     return anatomy_of(unet, records, described, label)
 
 
-def _argv() -> list[str]:
-    """This command as ``sd-course anatomy ...`` however it was started (the entry point, ``python -m sd_course``)."""
-    argv = command_line()
-    if Path(argv[0]).name == "sd-course":
-        return ["sd-course", *argv[1:]]
-    if argv[:2] == ["python", "sd_course/__main__.py"]:
-        return ["sd-course", *argv[2:]]
-    return argv
-
-
 def write_anatomy_lesson(pixel_model: Optional[str] = None, text_model: Optional[str] = None,
                          output_dir: str = "figures/anatomy", prompt: Optional[str] = None, timestep: int = 500,
                          device: Optional[str] = "auto") -> dict:
@@ -673,6 +663,6 @@ def write_anatomy_lesson(pixel_model: Optional[str] = None, text_model: Optional
     numbers["seconds"] = round(time.perf_counter() - started, 2)
     inputs = [folder for _, folder in folders]  # the U-Nets' weights, and the text encoder that made the context
     inputs += [folder.parent / "text_encoder" for _, folder in folders if (folder.parent / "text_encoder").is_dir()]
-    write_result(out / "anatomy.json", numbers, inputs=inputs, device=resolve_device(device), argv=_argv())
+    write_result(out / "anatomy.json", numbers, inputs=inputs, device=resolve_device(device), argv=cli_command_line())
     numbers["table"] = "\n\n".join(table(a) for a in anatomies)
     return numbers

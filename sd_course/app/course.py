@@ -43,8 +43,9 @@ A: They turn generation into many small regression problems. Each step only has 
    The price is sampling time and training compute: 25 to 1000 network calls per image where a GAN makes one
    (DPM-Solver++ 25 calls: [9.0](benchmarks/results/sample_speed_cpu.json#rows.scheduler=dpm++.images_per_s) images/s on 2 CPU cores, DDPM's 1000 calls
    [0.22](benchmarks/results/sample_speed_cpu.json#rows.scheduler=ddpm.images_per_s)), and training
-   compute: 281 CPU-minutes bought FID 12.9 on 28x28 digits with DPM-Solver++ 2M SDE 25 steps (22.0 on the ODE;
-   the epoch ladder: 160 after 21 minutes, 64 after 57, 26 after 192), 5.8 minutes of an H100 at batch 1,024 bought
+   compute: the earlier 16-epoch CPU run (benchmarks/README.md section 13, its table; measured before results were
+   files) spent 281 minutes of 2 CPU cores for FID 12.9 with DPM-Solver++ 2M SDE 25 steps (22.0 on the ODE; FID 160
+   after 21 minutes, 64 after 57, 26 after 192), where 5.8 minutes of an H100 at batch 1,024 bought
    [7.5](pipelines/ddpm-mnist/metrics.json#fid_mnist_classifier) ([12.8](pipelines/ddpm-mnist/samplers.json#rows.scheduler=dpm++.fid) on the ODE, [5.3](pipelines/ddpm-mnist/samplers.json#rows.scheduler=euler-a.fid) with Euler-ancestral 50 steps: the sampler is part of
    the generator); the real-data floor is [6.9](benchmarks/results/metric_floor.json#rows.n=1000.fid). Latent diffusion cuts the cost by running
    the chain on a small latent instead of pixels. The limits seen here: quality numbers depend on the feature extractor, the

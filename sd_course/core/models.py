@@ -3,7 +3,7 @@
 A preset fixes the *architecture* (widths, depth, where attention sits); the *data* fixes the image size and the
 channel count, so one preset trains on 1-channel MNIST and on 3-channel images alike:
 
-    python -c "from sd_course.core.models import build_unet; print(build_unet('mnist', resolution=28, channels=1))"
+    python -c "from sd_course.core.models import build_unet; print(build_unet('mnist-small', resolution=28, channels=1))"
 
 Q: Why a U-Net as the denoiser?
 A: The network must map an image x_t (plus the noise level t) to an image-shaped output (the noise eps, the clean
@@ -13,15 +13,16 @@ A: The network must map an image x_t (plus the noise level t) to an image-shaped
    (pipelines/ddpm-mnist/unet/config.json) is the ``mnist-small`` preset: widths 32, 64, 128 at 28x28, 14x14 and
    7x7, one residual block per level on the way down (``layers_per_block: 1``; the up path has one more per level, as
    in every diffusers UNet2DModel), self-attention with 4 heads only at 7x7 (the last down block, the middle block and
-   the first up block), 2,734,945 parameters. The Cmd below prints the larger ``mnist`` preset (two blocks per level,
-   3.9M parameters); ``build_unet('mnist-small', resolution=28, channels=1)`` prints the shipped one. The timestep
+   the first up block), [2,734,945](docs/figures/anatomy/anatomy.json#models.class=UNet2DModel.total_params)
+   parameters; the first Cmd below prints it (``build_unet('mnist', ...)`` is the larger preset that
+   training/configs/fashion_mnist.yaml uses: two blocks per level, 3.9M parameters). The timestep
    enters in three stages: t is turned into 32 sinusoidal features (the same trick as positional encodings in
    transformers), a small MLP (Linear 32 -> 128, SiLU, Linear 128 -> 128) maps them to one embedding, and each of the
    11 residual blocks has its own projection (SiLU, then Linear 128 -> that block's channels) whose output is added
    to every position of its feature map after the block's first convolution: a per-channel shift that depends on t.
    So one network serves every noise level: at large t it must guess global shape, at small t only the last bit of
    texture.
-Cmd: python -c "from sd_course.core.models import build_unet; print(build_unet('mnist', resolution=28, channels=1))"
+Cmd: python -c "from sd_course.core.models import build_unet; print(build_unet('mnist-small', resolution=28, channels=1))"
 Cmd: sd-course anatomy --output_dir docs/figures/anatomy
 Fig: docs/figures/anatomy/anatomy.png
 """

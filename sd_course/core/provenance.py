@@ -110,6 +110,17 @@ def command_line(output: str | Path | None = None) -> list[str]:
     return argv
 
 
+def cli_command_line() -> list[str]:
+    """This process's command as ``sd-course ...`` however it was started (the entry point, ``python -m sd_course``):
+    the ``argv`` of results that the CLI writes into an ``--output_dir``."""
+    argv = command_line()
+    if Path(argv[0]).name == "sd-course":
+        return ["sd-course", *argv[1:]]
+    if argv[:2] == ["python", "sd_course/__main__.py"]:
+        return ["sd-course", *argv[2:]]
+    return argv
+
+
 def provenance(inputs=(), device: str | torch.device = "cpu", argv: list[str] | None = None,
                output: str | Path | None = None, tolerance: float = 0.05, varies_by_machine=MACHINE_KEYS,
                root: Path = SOURCE_ROOT) -> dict:

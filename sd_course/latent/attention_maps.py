@@ -43,7 +43,6 @@ Fig: docs/figures/attention/attention.png
 
 from __future__ import annotations
 
-import json
 import math
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,6 +56,7 @@ from sd_course.core.device import resolve_device
 from sd_course.core.errors import InputError
 from sd_course.core.images import check_output_dir
 from sd_course.core.plots import evenly_spaced
+from sd_course.core.provenance import cli_command_line, relative_to_root, write_result
 from sd_course.core.schedulers import check_num_inference_steps
 from sd_course.core.shipped import find_shipped
 from sd_course.latent.guidance import check_guidance_and_size
@@ -416,7 +416,7 @@ def write_attention_lesson(model: Optional[str] = None, prompt: str = "a handwri
     recorder, image = record_attention(pipe, prompt, steps, guidance_scale, seed)
     tokens = prompt_tokens(pipe.tokenizer, prompt)
     columns = tokens["labels"] + ["pad"]
-    numbers = {"prompt": prompt, "model": model, "scheduler": type(pipe.scheduler).__name__,
+    numbers = {"prompt": prompt, "model": relative_to_root(model), "scheduler": type(pipe.scheduler).__name__,
                "num_inference_steps": steps, "guidance_scale": guidance_scale, "seed": seed,
                "tokens": tokens["labels"], "token_ids": tokens["ids"], "tokenizer_length": tokens["length"],
                "num_padding": tokens["length"] - tokens["num_real"], "columns": columns,
@@ -435,5 +435,7 @@ def write_attention_lesson(model: Optional[str] = None, prompt: str = "a handwri
     fig.savefig(out / "attention.png", dpi=fig.dpi, facecolor="white")
     fig = per_layer_figure(numbers)
     fig.savefig(out / "per_layer.png", dpi=fig.dpi, facecolor="white")
-    (out / "attention.json").write_text(json.dumps(numbers, indent=2))
+    folder = Path(model)  # the weights that made the maps: the U-Net and the text encoder
+    inputs = [folder / part for part in ("unet", "text_encoder") if (folder / part).is_dir()]
+    write_result(out / "attention.json", numbers, inputs=inputs, device=pipe.device, argv=cli_command_line())
     return numbers

@@ -151,6 +151,9 @@ def test_cli_attention_in_a_fresh_process(tiny_folder, tmp_path):
     assert numbers["columns"] == numbers["tokens"] + ["pad"] and numbers["num_padding"] == 12
     assert numbers["scheduler"] == "DDIMScheduler" and len(numbers["timesteps"]) == 3
     assert numbers["columns"][numbers["digit_column"]] == "7"
+    prov = numbers["provenance"]  # a result like the benchmarks': the command and the weights that made the maps
+    assert prov["argv"][:2] == ["sd-course", "attention"] and prov["device"] and prov["date"]
+    assert sorted(Path(name).parent.name for name in prov["inputs"]) == ["text_encoder", "unet"]
     assert len(numbers["layers"]) == 4  # tiny_stable_diffusion: 1 in the 4x4 down block, 1 in the middle, 2 up
     for layer in numbers["layers"]:
         assert layer["resolution"] == [4, 4] and abs(sum(layer["share"]) - 1) < 1e-3
