@@ -70,9 +70,11 @@ def inpaint(pipe, images_uint8: torch.Tensor, mask: torch.Tensor, num_inference_
        needs to know about the mask: each denoising step sees an x_t whose known part is consistent with the real
        image, and its prediction of x_0 for the hole is pulled towards what fits around it. At the last step the
        known pixels are the original ones exactly. Measured (benchmarks/inpaint.py, the shipped model, lower half of 200
-       MNIST test digits hidden): the shipped classifier reads the true digit in 71.0% +- 3.2% of the
-       fills (DDPM, 50 steps), against 50.0% +- 3.5% with the half left blank and 100% for the whole digits;
-       25 steps with one RePaint resampling each (49 model calls) give 66.0% +- 3.3%. A fill is
+       MNIST test digits hidden): the shipped classifier reads the true digit in
+       [71.0%](benchmarks/results/inpaint_ddpm50.json#inpainted.accuracy*100) +- [3.2%](benchmarks/results/inpaint_ddpm50.json#inpainted.accuracy_se*100) of the
+       fills (DDPM, 50 steps), against [50.0%](benchmarks/results/inpaint_ddpm50.json#blank.accuracy*100) +- [3.5%](benchmarks/results/inpaint_ddpm50.json#blank.accuracy_se*100) with the half left blank and
+       [100%](benchmarks/results/inpaint_ddpm50.json#original.accuracy*100) for the whole digits; 25 steps with one RePaint resampling each (49 model calls) give
+       [66.0%](benchmarks/results/inpaint_ddpm25_resample2.json#inpainted.accuracy*100) +- [3.3%](benchmarks/results/inpaint_ddpm25_resample2.json#inpainted.accuracy_se*100). A fill is
        a plausible digit, not necessarily the original: the top half of a 2 is also the top of a 3, and
        different seeds finish it differently (docs/figures/inpaint.png).
     Cmd: python benchmarks/inpaint.py --threads 1
