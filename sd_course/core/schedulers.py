@@ -83,8 +83,10 @@ A: DDIM (eta = 0), Euler, Heun, LMS, DPM-Solver++, UniPC, DEIS follow the ODE: t
    (25 steps = 25 model calls, 1,000 samples): on the 16-epoch CPU model DPM-Solver++ 2M on the ODE (``dpm++``)
    scored FID 22.0, on the SDE (``dpm++-2m-sde``, ``algorithm_type="sde-dpmsolver++"``) 12.9, and no setting of the
    ODE solver closed the gap (solver_order 3: 21.3, thresholding: 22.3, Lu's lambdas: 24.4); on the shipped model,
-   trained 4.7x longer, [12.8](pipelines/ddpm-mnist/samplers.json#rows.scheduler=dpm++.fid) and [7.5](pipelines/ddpm-mnist/samplers.json#rows.scheduler=dpm++-2m-sde.fid), and DDPM's 1,000
-   ancestral steps [6.0](benchmarks/results/scheduler_table_ddpm1000.json#rows.scheduler=ddpm.fid) (below the floor of 6.9 at this n, for 40x the calls): the gap shrinks as the network's own error does (benchmarks/README.md
+   trained 4.7x longer, [12.8](pipelines/ddpm-mnist/samplers.json#rows.scheduler=dpm++.fid) and
+   [7.5](pipelines/ddpm-mnist/samplers.json#rows.scheduler=dpm++-2m-sde.fid), and DDPM's 1,000 ancestral steps
+   [6.0](benchmarks/results/scheduler_table_ddpm1000.json#rows.scheduler=ddpm.fid) (below the floor of 6.9 at
+   this n, for 40x the calls): the gap shrinks as the network's own error does (benchmarks/README.md
    sections 12-13).
 Cmd: sd-course sample --scheduler euler-a --num_images 16 --seed 0 --output euler_a.png
 Cmd: sd-course sample --scheduler dpm++-2m-sde --num_inference_steps 25 --num_images 16 --seed 0 --output dpm_sde.png

@@ -22,10 +22,13 @@ Q: How do diffusion models compare to GANs?
 A: Measured (benchmarks/gan_vs_diffusion.py and gan_at_convergence.py, benchmarks/README.md section 10): this DCGAN (1.04M parameters with
    its discriminator) against the `mnist-narrow` U-Net (0.99M, cosine schedule, v-prediction), each trained for
    the same 2 minutes on 2 CPU cores on all 60,000 digits, scored on 1,000 samples against the test split:
-   * Quality at a tiny budget goes to the GAN: FID [207.7](benchmarks/results/gan_vs_diffusion.json#spread.gan.fid_mean) +- [4.7](benchmarks/results/gan_vs_diffusion.json#spread.gan.fid_std) over 3 seeds against
-     [278.5](benchmarks/results/gan_vs_diffusion.json#spread.diffusion.fid_mean) +- [4.8](benchmarks/results/gan_vs_diffusion.json#spread.diffusion.fid_std) over 2 seeds for diffusion. The GAN takes
-     [1,505](benchmarks/results/gan_vs_diffusion.json#rows.model=gan&seed=0.steps) steps in the 2-minute budget, the U-Net [512](benchmarks/results/gan_vs_diffusion.json#rows.model=diffusion&seed=0.steps), and its generator is graded on whole images from the first step,
-     while the denoiser must learn 1,000 noise levels before its samples look right. Given far more compute it goes
+   * Quality at a tiny budget goes to the GAN: FID
+     [207.7](benchmarks/results/gan_vs_diffusion.json#spread.gan.fid_mean) +- [4.7](benchmarks/results/gan_vs_diffusion.json#spread.gan.fid_std) over 3 seeds
+     against [278.5](benchmarks/results/gan_vs_diffusion.json#spread.diffusion.fid_mean) +- [4.8](benchmarks/results/gan_vs_diffusion.json#spread.diffusion.fid_std) over 2
+     seeds for diffusion. The GAN takes [1,505](benchmarks/results/gan_vs_diffusion.json#rows.model=gan&seed=0.steps) steps in the 2-minute
+     budget, the U-Net [512](benchmarks/results/gan_vs_diffusion.json#rows.model=diffusion&seed=0.steps), and the generator is graded on whole
+     images from the first step, while the denoiser must learn 1,000 noise levels before its samples look right.
+     Given far more compute it goes
      much further: the shipped pipelines/ddpm-mnist (75 epochs, 5.8 minutes of an H100 GPU) scores FID [7.5](pipelines/ddpm-mnist/metrics.json#fid_mnist_classifier) on the
      SDE sampler (its card has the ladder).
    * At the end of training the order reverses (benchmarks/gan_at_convergence.py): the same DCGAN trained 25
@@ -35,11 +38,13 @@ A: Measured (benchmarks/gan_vs_diffusion.py and gan_at_convergence.py, benchmark
      ([9.9x](benchmarks/results/gan_at_convergence.json#summary.fid_ratio_gan_over_diffusion)). The gap is precision ([0.65](benchmarks/results/gan_at_convergence.json#summary.gan_precision.mean) against
      [0.87](benchmarks/results/gan_at_convergence.json#summary.diffusion_precision.mean): broken or blotted strokes), not coverage (recall
      [0.86](benchmarks/results/gan_at_convergence.json#summary.gan_recall.mean) against [0.89](benchmarks/results/gan_at_convergence.json#summary.diffusion_recall.mean), all 10 digits for both).
-   * Stability: no seed collapsed at this budget; the seed-to-seed spread of FID was [4.7](benchmarks/results/gan_vs_diffusion.json#spread.gan.fid_std) (GAN) and
-     [4.8](benchmarks/results/gan_vs_diffusion.json#spread.diffusion.fid_std) (diffusion).
+   * Stability: no seed collapsed at this budget (the seed-to-seed spreads are the +- above).
      The GAN's losses, though, say nothing about quality (loss_d and loss_g drift against each other in
      logs/loss.jsonl), where the diffusion loss is a regression whose curve does.
-   * Coverage at 2 minutes, classes at >= half their real share (of 10): GAN [7](benchmarks/results/gan_vs_diffusion.json#rows.model=gan&seed=0.classes_covered), [8](benchmarks/results/gan_vs_diffusion.json#rows.model=gan&seed=1.classes_covered), [8](benchmarks/results/gan_vs_diffusion.json#rows.model=gan&seed=2.classes_covered) by seed, diffusion [8](benchmarks/results/gan_vs_diffusion.json#rows.model=diffusion&seed=0.classes_covered), [7](benchmarks/results/gan_vs_diffusion.json#rows.model=diffusion&seed=1.classes_covered).
+   * Coverage at 2 minutes, classes at >= half their real share (of 10), by seed: GAN
+     [7](benchmarks/results/gan_vs_diffusion.json#rows.model=gan&seed=0.classes_covered), [8](benchmarks/results/gan_vs_diffusion.json#rows.model=gan&seed=1.classes_covered),
+     [8](benchmarks/results/gan_vs_diffusion.json#rows.model=gan&seed=2.classes_covered); diffusion [8](benchmarks/results/gan_vs_diffusion.json#rows.model=diffusion&seed=0.classes_covered),
+     [7](benchmarks/results/gan_vs_diffusion.json#rows.model=diffusion&seed=1.classes_covered).
      At the end of training both cover all 10 (above). Mode collapse would show up as recall
      falling, as keeping only the 1s of real MNIST does (precision > 0.8, recall < 0.3; tests/evaluate/test_metrics.py).
    * Sampling cost: one network call per image, [3,748](benchmarks/results/gan_at_convergence.json#summary.gan_sampling_images_per_s) images/s on 2 CPU cores, against
