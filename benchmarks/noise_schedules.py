@@ -1,7 +1,8 @@
 """What happens if we change the noise schedule? The lab's question, answered by experiment.
 
     python benchmarks/noise_schedules.py --dataset_name ../shared/data/mnist --prediction_type v_prediction \
-        --preset mnist-narrow --mixed_precision no --eval_samples 300 --num_samples 200   # README §9, 21 min
+        --preset mnist-narrow --mixed_precision no --eval_samples 300 --num_samples 200 --output_dir docs/figures \
+        --output_json benchmarks/results/noise_schedules.json   # README §9, 21 min
     python benchmarks/noise_schedules.py --dataset_name ../shared/data/mnist        # eps, the sweep's own runs
     python benchmarks/noise_schedules.py --dataset_name ../shared/data/mnist --model pipelines/ddpm-mnist \
         --num_samples 200 --output_json benchmarks/results/noise_schedules_crossed.json   # part 3, shipped model
@@ -19,7 +20,8 @@ missing). Measured, all with the same seeds and the shipped classifier's feature
 4. a figure: samples of each model side by side (``--output_dir``/noise_schedules.png), and the curves
    (``noise_schedules_curves.png``).
 
-Prints markdown tables and writes every number to ``--output_dir``/noise_schedules.json. The results and what they
+Prints markdown tables and writes every number, with its provenance, to ``--output_json`` (default
+``--output_dir``/noise_schedules.json). The results and what they
 say are in benchmarks/README.md (section 9) and docs/lab.md; ``sd-course schedules`` draws the schedules themselves.
 """
 
@@ -84,8 +86,8 @@ def main(argv=None):
                    help="part 3 only, for one trained pipeline (e.g. pipelines/ddpm-mnist): sample it with each "
                         "schedule's betas; trains nothing")
     p.add_argument("--output_json", default=None,
-                   help="with --model: where its result goes, with provenance (default: "
-                        "--output_dir/noise_schedules_crossed.json)")
+                   help="where the result goes, with provenance (default: --output_dir/noise_schedules.json, or "
+                        "noise_schedules_crossed.json with --model)")
     args = p.parse_args(argv)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -152,11 +154,12 @@ def main(argv=None):
 
     plot_curves(curves, by_steps, out)
     plot_samples(pictures, out)
-    (out / "noise_schedules.json").write_text(json.dumps({
-        "args": vars(args), "curves": {s: [{k: v for k, v in r.items()} for r in rows] for s, rows in curves.items()},
-        "fid_by_steps": by_steps, "crossed": [{"trained": a, "sampled": b, **v} for (a, b), v in crossed.items()],
-        "minutes": (time.time() - start) / 60}, indent=2))
-    print(f"\nwrote {out}/noise_schedules.json, noise_schedules.png, noise_schedules_curves.png "
+    result = {"args": vars(args), "curves": curves, "fid_by_steps": by_steps,
+              "crossed": [{"trained": a, "sampled": b, **v} for (a, b), v in crossed.items()],
+              "minutes": (time.time() - start) / 60}
+    output = write_result(args.output_json or out / "noise_schedules.json", result,
+                          inputs=[DEFAULT_CLASSIFIER_DIR / "model.safetensors"])
+    print(f"\nwrote {output}, {out}/noise_schedules.png, noise_schedules_curves.png "
           f"({(time.time() - start) / 60:.1f} min)")
 
 

@@ -84,7 +84,7 @@ def run(config: str, precision: str, seed: int, reference: str, num_samples: int
                        images_per_s=summary["images_per_s"], fid=round(scores["fid_mnist_classifier"], 1),
                        mean_confidence=round(scores.get("mean_confidence_mnist_classifier", float("nan")), 3),
                        rarest_digit=round(min(histogram), 3) if histogram else None, n=num_samples,
-                       scheduler=scheduler)
+                       scheduler=scheduler, num_inference_steps=steps)
             if guidance is not None:
                 row.update(guidance=guidance, prompt_accuracy=round(scores["prompt_accuracy"], 3),
                            prompt_accuracy_heldout=round(scores["prompt_accuracy_heldout"], 3))

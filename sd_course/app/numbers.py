@@ -11,7 +11,8 @@ A quote is a Markdown link whose text is the number and whose target is a result
 
 (A link written in backticks, as here, is an example, not a quote.) The path is relative to the quoting file (as Markdown renders it), or to the checkout's root (in Python docstrings).
 The key is a dotted path into the JSON: names, list indices (``rows.3``) or a selector (``rows.seed=0`` or
-``rows.precision=bf16&seed=0``: the first element whose fields have those values; numbers compare as numbers), and an optional scale at the end
+``rows.precision=bf16&seed=0``: the first element whose fields have those values; numbers compare as numbers; a space
+in a name is written ``%20``, as in any link), and an optional scale at the end
 (``#prompt_accuracy*100`` for a percentage). The number is rendered with as many decimals as the text shows, with
 thousands separators if the text has them; what follows it in the link text (``%``, ``x``, `` min``) is kept.
 
@@ -28,6 +29,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +99,7 @@ def lookup(record, key: str):
     m = SCALE.match(key)
     value = record
     for part in m.group("key").split("."):
+        part = urllib.parse.unquote(part)  # a name with a space is written as a link writes it: %20
         if isinstance(value, list):
             if "=" in part:
                 wanted = dict(c.split("=", 1) for c in part.split("&"))

@@ -75,6 +75,16 @@ def test_broken_quotes_are_named(tmp_path):
     assert "not a number" in problems[3]
 
 
+def test_a_name_with_a_space_is_written_as_a_link_writes_it(tmp_path):
+    root = make_course(tmp_path)
+    write_result(root / "benchmarks/results/speed.json", dict(rows={"ours bf16": dict(spread=[152.1, 158.5])}),
+                 inputs=[], device="a test machine, 2 threads", argv=None, root=root)
+    (root / "README.md").write_text("[152.1](benchmarks/results/speed.json#rows.ours%20bf16.spread.0)-"
+                                    "[158.0](benchmarks/results/speed.json#rows.ours%20bf16.spread.1)\n")
+    problems = numbers.check_quotes(root)
+    assert len(problems) == 1 and "'158.5'" in problems[0]
+
+
 def test_a_result_without_provenance_is_refused(tmp_path):
     root = make_course(tmp_path)
     (root / "benchmarks/results/quick.json").write_text(json.dumps(dict(rows=[dict(seed=0, fid=50.9, minutes=4.6)],
