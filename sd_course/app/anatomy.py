@@ -58,7 +58,7 @@ from transformers.utils import logging as transformers_logging
 from sd_course.core.device import resolve_device
 from sd_course.core.errors import InputError
 from sd_course.core.images import check_output_dir
-from sd_course.core.provenance import cli_command_line, relative_to_root, write_result
+from sd_course.core.provenance import relative_to_root, write_result
 from sd_course.core.schedulers import quiet_diffusers
 from sd_course.core.shipped import find_shipped
 from sd_course.latent.text import tokenize
@@ -663,6 +663,6 @@ def write_anatomy_lesson(pixel_model: Optional[str] = None, text_model: Optional
     numbers["seconds"] = round(time.perf_counter() - started, 2)
     inputs = [folder for _, folder in folders]  # the U-Nets' weights, and the text encoder that made the context
     inputs += [folder.parent / "text_encoder" for _, folder in folders if (folder.parent / "text_encoder").is_dir()]
-    write_result(out / "anatomy.json", numbers, inputs=inputs, device=resolve_device(device), argv=cli_command_line())
+    write_result(out / "anatomy.json", numbers, inputs=inputs, device=resolve_device(device))
     numbers["table"] = "\n\n".join(table(a) for a in anatomies)
     return numbers

@@ -14,7 +14,8 @@ The key is a dotted path into the JSON: names, list indices (``rows.3``) or a se
 ``rows.precision=bf16&seed=0``: the first element whose fields have those values; numbers compare as numbers; a space
 in a name is written ``%20``, as in any link), and an optional scale at the end
 (``#prompt_accuracy*100`` for a percentage). The number is rendered with as many decimals as the text shows, with
-thousands separators if the text has them; what follows it in the link text (``%``, ``x``, `` min``) is kept.
+thousands separators if the text has them, in scientific notation if it is written so (``6.2e-4``); what follows it
+in the link text (``%``, ``x``, `` min``) is kept.
 
 A result is *stale* when a file it was measured on (its ``provenance.inputs``: weights, recipe, classifier) has
 changed since: the number may still be right, but nothing shows it any more (``sd-course results rerun ID``).
@@ -38,9 +39,9 @@ from sd_course.core.shipped import SOURCE_ROOT
 
 QUOTING_GLOBS = ("README.md", "docs/*.md", "benchmarks/README.md", "model_cards/*.md", "pipelines/*/README.md",
                  "notebooks/*.py", "notebooks/README.md", "sd_course/**/*.py", "training/**/*.py")
-RESULT_DIRS = ("benchmarks/results", "pipelines")
+RESULT_DIRS = ("benchmarks/results", "pipelines", "docs/figures")
 QUOTE = re.compile(r"\[(?P<text>[^\[\]\n]+)\]\((?P<path>[^()\s#]+\.json)#(?P<key>[^()\s]+)\)")
-NUMBER = re.compile(r"^(?P<lead>[~≈<>=≤≥ ]*)(?P<number>[-−]?\d[\d,]*(?:\.\d+)?)(?P<tail>.*)$")
+NUMBER = re.compile(r"^(?P<lead>[~≈<>=≤≥ ]*)(?P<number>[-−]?\d[\d,]*(?:\.\d+)?(?:e[-+]\d+)?)(?P<tail>.*)$")
 SCALE = re.compile(r"^(?P<key>.*?)(?:(?P<op>[*/])(?P<factor>\d+(?:\.\d+)?))?$")
 
 
@@ -128,11 +129,15 @@ def render(text: str, value: float) -> str:
     m = NUMBER.match(text)
     if m is None:
         raise QuoteError(f"the link text {text!r} does not start with a number")
-    number = m.group("number")
+    number, exponent = m.group("number").partition("e")[::2]
     decimals = len(number.split(".")[1]) if "." in number else 0
-    rendered = f"{value:,.{decimals}f}" if "," in number else f"{value:.{decimals}f}"
+    if exponent:  # scientific, with as many exponent digits as the text: 6.2e-4 or 6.2e-04
+        mantissa, power = f"{value:.{decimals}e}".split("e")
+        rendered = f"{mantissa}e{'-' if int(power) < 0 else '+'}{abs(int(power)):0{len(exponent) - 1}d}"
+    else:
+        rendered = f"{value:,.{decimals}f}" if "," in number else f"{value:.{decimals}f}"
     if number.startswith("−"):
-        rendered = rendered.replace("-", "−")
+        rendered = "−" + rendered[1:]
     if rendered in ("-0", "-0.0") or re.fullmatch(r"-0\.0+", rendered):
         rendered = rendered[1:]
     return m.group("lead") + rendered + m.group("tail")
@@ -255,7 +260,7 @@ def rerun(result: str, root: Path = SOURCE_ROOT, keep: str | None = None) -> tup
     keys = sorted({q.key for q in find_quotes(root) if q.result_file(root) == path.resolve()})
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(keep) if keep else Path(tmp) / path.name
-        argv = [str(output) if a == "{output}" else a for a in prov["argv"]]
+        argv = [{"{output}": str(output), "{output_dir}": str(output.parent)}.get(a, a) for a in prov["argv"]]
         if argv[0] == "python":
             argv[0] = sys.executable
         print(f"re-running {result_id(path, root)}: {format_argv(argv)}", flush=True)

@@ -6,7 +6,8 @@
 A result is a JSON file whose ``"provenance"`` block says:
 
 - ``argv``: the command that wrote it, run from the checkout's root, with ``{output}`` where the result file goes
-  (``sd-course results rerun ID`` runs it again and compares);
+  (or ``{output_dir}`` after ``--output_dir``, for commands that write a folder: ``sd-course anatomy``;
+  ``sd-course results rerun ID`` runs it again into a temporary one and compares);
 - ``inputs``: ``{path: sha256}`` of the files it measured (the model's weights, the recipe, the classifier whose
   features FID uses), paths relative to the checkout: when one of them changes, the result no longer describes
   what is shipped and ``sd-course results check`` says so;
@@ -100,9 +101,15 @@ def software() -> str:
 
 
 def command_line(output: str | Path | None = None) -> list[str]:
-    """This process's command, from the checkout's root, with the output file replaced by ``{output}``."""
+    """This process's command, from the checkout's root, with the output file replaced by ``{output}``: ``python
+    benchmarks/x.py ...`` for a script, ``sd-course ...`` for the CLI however it was started (the entry point at any
+    path, ``python -m sd_course``)."""
     argv = [relative_to_root(sys.argv[0]) if Path(sys.argv[0]).exists() else Path(sys.argv[0]).name, *sys.argv[1:]]
-    if argv[0].endswith(".py"):
+    if Path(argv[0]).name == "sd-course":
+        argv = ["sd-course", *argv[1:]]
+    elif argv[0] == "sd_course/__main__.py":
+        argv = ["sd-course", *argv[1:]]
+    elif argv[0].endswith(".py"):
         argv = ["python", *argv]
     if output is not None:
         target = Path(output).resolve()
@@ -110,23 +117,17 @@ def command_line(output: str | Path | None = None) -> list[str]:
     return argv
 
 
-def cli_command_line() -> list[str]:
-    """This process's command as ``sd-course ...`` however it was started (the entry point, ``python -m sd_course``):
-    the ``argv`` of results that the CLI writes into an ``--output_dir``."""
-    argv = command_line()
-    if Path(argv[0]).name == "sd-course":
-        return ["sd-course", *argv[1:]]
-    if argv[:2] == ["python", "sd_course/__main__.py"]:
-        return ["sd-course", *argv[2:]]
-    return argv
-
-
 def provenance(inputs=(), device: str | torch.device = "cpu", argv: list[str] | None = None,
                output: str | Path | None = None, tolerance: float = 0.05, varies_by_machine=MACHINE_KEYS,
                root: Path = SOURCE_ROOT) -> dict:
     """The ``"provenance"`` block of a result (see the module docstring)."""
+    argv = argv if argv is not None else command_line(output)
+    if output is not None:  # a command that writes a folder (--output_dir): that folder becomes {output_dir}
+        folder = Path(output).resolve().parent
+        argv = ["{output_dir}" if i > 0 and argv[i - 1] == "--output_dir" and Path(a).resolve() == folder else a
+                for i, a in enumerate(argv)]
     return dict(id=Path(output).stem if output else None,
-                argv=argv if argv is not None else command_line(output),
+                argv=argv,
                 inputs=hash_inputs(inputs, root),
                 device=device if isinstance(device, str) and "," in device else describe_device(device),
                 date=datetime.date.today().isoformat(),

@@ -56,7 +56,7 @@ from sd_course.core.device import resolve_device
 from sd_course.core.errors import InputError
 from sd_course.core.images import check_output_dir
 from sd_course.core.plots import evenly_spaced
-from sd_course.core.provenance import cli_command_line, relative_to_root, write_result
+from sd_course.core.provenance import relative_to_root, write_result
 from sd_course.core.schedulers import check_num_inference_steps
 from sd_course.core.shipped import find_shipped
 from sd_course.latent.guidance import check_guidance_and_size
@@ -437,5 +437,5 @@ def write_attention_lesson(model: Optional[str] = None, prompt: str = "a handwri
     fig.savefig(out / "per_layer.png", dpi=fig.dpi, facecolor="white")
     folder = Path(model)  # the weights that made the maps: the U-Net and the text encoder
     inputs = [folder / part for part in ("unet", "text_encoder") if (folder / part).is_dir()]
-    write_result(out / "attention.json", numbers, inputs=inputs, device=pipe.device, argv=cli_command_line())
+    write_result(out / "attention.json", numbers, inputs=inputs, device=pipe.device)
     return numbers

@@ -75,6 +75,14 @@ def test_broken_quotes_are_named(tmp_path):
     assert "not a number" in problems[3]
 
 
+@pytest.mark.parametrize("text, value, rendered", [("12.8", 12.83, "12.8"), ("1,035", 1034.6, "1,035"),
+                                                    ("95%", 0.951 * 100, "95%"), ("−0.5", -0.46, "−0.5"),
+                                                    ("6.2e-4", 6.24e-4, "6.2e-4"), ("5.8e-02", 0.0581, "5.8e-02"),
+                                                    ("9.2e-6", 9.96e-6, "1.0e-5"), ("3e+3 x", 2950.0, "3e+3 x")])
+def test_a_number_is_rendered_as_the_text_writes_it(text, value, rendered):
+    assert numbers.render(text, value) == rendered
+
+
 def test_a_name_with_a_space_is_written_as_a_link_writes_it(tmp_path):
     root = make_course(tmp_path)
     write_result(root / "benchmarks/results/speed.json", dict(rows={"ours bf16": dict(spread=[152.1, 158.5])}),
@@ -116,6 +124,22 @@ def test_rerun_runs_the_recorded_command_and_judges_each_quoted_number(tmp_path,
     assert not holds and any("50.94 -> 60 (differs" in line for line in lines)
 
 
+def test_rerun_of_a_command_that_writes_a_folder_runs_it_into_a_new_one(tmp_path):
+    root = make_course(tmp_path)
+    (root / "draw.py").write_text("import json, pathlib, sys\n"
+                                  "out = pathlib.Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)\n"
+                                  "json.dump(dict(provenance=dict(device='here'), n=1035), open(out / 'drawn.json', 'w'))\n")
+    folder = root / "docs" / "figures" / "drawn"
+    write_result(folder / "drawn.json", dict(n=1035), device="a test machine, 2 threads",
+                 argv=["python", "draw.py", "--output_dir", str(folder)], root=root)
+    written = (folder / "drawn.json").read_text()
+    assert json.loads(written)["provenance"]["argv"][-2:] == ["--output_dir", "{output_dir}"]
+    (root / "README.md").write_text("[1,035](docs/figures/drawn/drawn.json#n)\n")
+    holds, lines = numbers.rerun("docs/figures/drawn/drawn", root=root)
+    assert holds and lines == ["n: 1035 -> 1035 (holds, tolerance 5%)"]
+    assert (folder / "drawn.json").read_text() == written  # the re-run wrote into a folder of its own
+
+
 def test_rerun_of_an_unknown_id_names_the_known_ones(tmp_path):
     root = make_course(tmp_path)
     with pytest.raises(numbers.QuoteError, match="no result 'nope'; the results are: quick"):
@@ -138,7 +162,7 @@ def test_every_result_in_the_repository_says_where_it_comes_from():
         assert prov["date"] and prov["device"] and "inputs" in prov, path
         assert prov.get("argv") or prov.get("note"), f"{path}: neither a command nor why there is none"
         if prov.get("argv"):
-            assert "{output}" in prov["argv"], f"{path}: the command does not say where its result goes"
+            assert {"{output}", "{output_dir}"} & set(prov["argv"]), f"{path}: the command does not say where it writes"
 
 
 def test_results_cli_lists_and_refuses_a_rerun_without_an_id(capsys):
