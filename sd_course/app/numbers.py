@@ -263,6 +263,8 @@ def rerun(result: str, root: Path = SOURCE_ROOT, keep: str | None = None) -> tup
         argv = [{"{output}": str(output), "{output_dir}": str(output.parent)}.get(a, a) for a in prov["argv"]]
         if argv[0] == "python":
             argv[0] = sys.executable
+        elif argv[0] == "sd-course":  # this interpreter's, whether or not its environment is on PATH
+            argv[:1] = [sys.executable, "-m", "sd_course"]
         print(f"re-running {result_id(path, root)}: {format_argv(argv)}", flush=True)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
         subprocess.run(argv, cwd=root, env=env, check=True)

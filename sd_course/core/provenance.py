@@ -37,8 +37,8 @@ import torch
 from sd_course import __version__
 from sd_course.core.shipped import SOURCE_ROOT
 
-MACHINE_KEYS = ("minutes", "train_minutes", "seconds", "train_seconds", "wall_s", "wall_clock_s", "images_per_s",
-                "latency_s", "s_per_image", "ms_per_step", "speedup_vs_baseline", "gemm_fraction")
+MACHINE_KEYS = ("minutes", "train_minutes", "seconds", "train_seconds", "runtime_s", "wall_s", "wall_clock_s",
+                "images_per_s", "latency_s", "s_per_image", "ms_per_step", "speedup_vs_baseline", "gemm_fraction")
 
 
 def file_sha256(path: str | Path) -> str:

@@ -26,12 +26,17 @@ Q/A: the lab's discussion points. Numbers: the default run, seeds 0-4 (see docs/
 ------------------------------------------------------------------------------------------------------------
 Q: How well does the network learn the inverse?
 A: Inside the training range, well, if it trains at all. The 1-3-3-1 ReLU net learns it on 4 of 5 seeds, to an
-   MSE of 6.2e-4 to 6.3e-4: a piecewise-linear curve with a few kinks cannot bend like arcsin, so that is its
-   floor. Seed 4 gets stuck at MSE 0.29 (predicting x = 0 everywhere scores 0.285): 4 of its 6 ReLU units are
+   MSE of [6.2e-4](docs/figures/inversion/metrics.json#architectures.1-3-3-1%20relu.summary.mse_in_range.min) to
+   [6.3e-4](docs/figures/inversion/metrics.json#architectures.1-3-3-1%20relu.per_seed.seed=0.mse_in_range): a piecewise-linear curve with a few kinks cannot bend
+   like arcsin, so that is its floor. Seed 4 gets stuck at MSE [0.29](docs/figures/inversion/metrics.json#architectures.1-3-3-1%20relu.per_seed.seed=4.mse_in_range)
+   (predicting x = 0 everywhere scores [0.285](docs/figures/inversion/metrics.json#baseline_mse_predict_zero)): 4 of its 6 ReLU units are
    negative on every training input from the start ("dead": output 0, gradient 0, they never come back), the
-   other 2 die early in training, and the net is a constant. The mean, 5.8e-2 +- 1.3e-1, is all failure: hence
-   we report mean *and* spread, median and failures.
-   Wider nets fix both: 1-32-32-1 ReLU 9.2e-6 +- 3.6e-6, tanh 3.1e-5 +- 5.1e-6, every seed (a wide ReLU net
+   other 2 die early in training, and the net is a constant. The mean,
+   [5.8e-2](docs/figures/inversion/metrics.json#architectures.1-3-3-1%20relu.summary.mse_in_range.mean) +- [1.3e-1](docs/figures/inversion/metrics.json#architectures.1-3-3-1%20relu.summary.mse_in_range.std), is all
+   failure: hence we report mean *and* spread, median and failures.
+   Wider nets fix both: 1-32-32-1 ReLU [9.2e-6](docs/figures/inversion/metrics.json#architectures.1-32-32-1%20relu.summary.mse_in_range.mean) +-
+   [3.6e-6](docs/figures/inversion/metrics.json#architectures.1-32-32-1%20relu.summary.mse_in_range.std), tanh [3.1e-5](docs/figures/inversion/metrics.json#architectures.1-32-32-1%20tanh.summary.mse_in_range.mean) +-
+   [5.1e-6](docs/figures/inversion/metrics.json#architectures.1-32-32-1%20tanh.summary.mse_in_range.std), every seed (a wide ReLU net
    also ends with 24-30 of its 64 units dead, but has plenty left).
 Cmd: sd-course inversion --output_dir figures/inversion
 Fig: figures/inversion/inverse_fit.png
@@ -41,10 +46,13 @@ A: Between 0.84 and 1 arcsin still exists, but it steepens (slope 1/sqrt(1 - y^2
    net never saw that: the MSE there is 1e2-3e3 times the in-range MSE, and f(+-1) of a wide net misses +-pi/2
    by ~0.4. Beyond |y| = 1 arcsin does not exist, yet the net answers anyway, with no sign that it is out of its
    depth: at
-   |y| = 1.5 the wide nets say 1.62 (ReLU) and 1.75 (tanh) on average, beyond pi/2 = 1.57, values arcsin never
-   takes. Near the data both behave alike; far out they differ by construction: a ReLU net is piecewise linear,
-   so past its last kink it is a straight line (at |y| = 10 the slope is still 0.60x the slope at the data's edge,
-   |f| ~ 8.7); every tanh unit saturates, so a tanh net goes flat (slope ratio 0.002, |f| ~ 2.4).
+   |y| = 1.5 the wide nets say [1.62](docs/figures/inversion/metrics.json#architectures.1-32-32-1%20relu.summary.abs_prediction_at_pm1%2E5.mean) (ReLU) and
+   [1.75](docs/figures/inversion/metrics.json#architectures.1-32-32-1%20tanh.summary.abs_prediction_at_pm1%2E5.mean) (tanh) on average, beyond pi/2 = 1.57, values
+   arcsin never takes. Near the data both behave alike; far out they differ by construction: a ReLU net is
+   piecewise linear, so past its last kink it is a straight line (at |y| = 10 the slope is still
+   [0.60x](docs/figures/inversion/metrics.json#architectures.1-32-32-1%20relu.summary.slope_ratio_at_10.mean) the slope at the data's edge,
+   |f| ~ [8.7](docs/figures/inversion/metrics.json#architectures.1-32-32-1%20relu.summary.abs_prediction_at_pm10.mean)); every tanh unit saturates, so a tanh net goes flat
+   (slope ratio [0.002](docs/figures/inversion/metrics.json#architectures.1-32-32-1%20tanh.summary.slope_ratio_at_10.mean), |f| ~ [2.4](docs/figures/inversion/metrics.json#architectures.1-32-32-1%20tanh.summary.abs_prediction_at_pm10.mean)).
 Cmd: sd-course inversion --output_dir figures/inversion
 Fig: figures/inversion/extrapolation.png
 
@@ -52,7 +60,9 @@ Q: What does this imply for inverting more complex functions?
 A: A network learns an inverse only where it saw data, only as well as its capacity (and its luck with the
    initialisation) allows, and only if the function is one-to-one. When several x give the same y, the MSE loss
    makes it predict the average of the preimages, E[x | y], which need not be a preimage at all: for sin on
-   [-pi, pi] it is the constant pi/2 for every y > 0 (measured: MSE 1.2e-3 against E[x | y], 1.0 against arcsin),
+   [-pi, pi] it is the constant pi/2 for every y > 0 (measured: MSE
+   [1.2e-3](docs/figures/inversion/metrics.json#noninvertible.summary.mse_vs_conditional_mean_away_from_0.mean) against E[x | y],
+   [1.0](docs/figures/inversion/metrics.json#noninvertible.summary.mse_vs_arcsin_away_from_0.mean) against arcsin),
    and sin(pi/2) = 1, not y. Complex forward maps (blurring, downsampling, projecting, adding noise) lose
    information and are many-to-one, so a one-shot MSE regression returns the blurry average.
 Cmd: sd-course inversion --output_dir figures/inversion
@@ -71,7 +81,6 @@ Fig: figures/inversion/noninvertible.png
 
 from __future__ import annotations
 
-import json
 import math
 import operator
 import time
@@ -87,6 +96,7 @@ from torch import nn
 from tqdm import tqdm
 
 from sd_course.core.errors import InputError
+from sd_course.core.provenance import write_result
 
 # ---------------------------------------------------------------------------------------------------------------
 # 1. The problem and its constants
@@ -690,7 +700,7 @@ def _pm(s: dict, spec: str = ".1e") -> str:
 
 
 def _in_range_bullet(name: str, a: dict) -> str:
-    s, per_seed, failed = a["summary"], a["per_seed"], a["failed_seeds"]
+    per_seed, failed = a["per_seed"], a["failed_seeds"]
     ok = [p["mse_in_range"] for p in per_seed if p["seed"] not in failed]
     text = f"- {name}: {len(per_seed) - len(failed)} of {len(per_seed)} seeds learn it"
     if ok:
@@ -917,6 +927,6 @@ def run_inversion(config: InversionConfig | None = None, **overrides) -> dict:
     plot_extrapolation(results, summary, out / "extrapolation.png")
     plot_noninvertible(noninv, check, config, out / "noninvertible.png")
     metrics["runtime_s"] = round(time.perf_counter() - start, 2)
-    (out / "metrics.json").write_text(json.dumps(_finite_or_none(metrics), indent=2, allow_nan=False))
+    write_result(out / "metrics.json", _finite_or_none(metrics))  # with the command, machine and date
     write_report(metrics, out / "report.md")
     return metrics

@@ -2,6 +2,8 @@
 a real re-run in a subprocess, and the repository's own prose."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,6 +140,22 @@ def test_rerun_of_a_command_that_writes_a_folder_runs_it_into_a_new_one(tmp_path
     holds, lines = numbers.rerun("docs/figures/drawn/drawn", root=root)
     assert holds and lines == ["n: 1035 -> 1035 (holds, tolerance 5%)"]
     assert (folder / "drawn.json").read_text() == written  # the re-run wrote into a folder of its own
+
+
+def test_an_sd_course_result_reruns_from_its_recorded_command(tmp_path):
+    """Part 1's real command writes its metrics.json with provenance; the re-run runs it again (this interpreter's
+    sd-course, into a folder of its own) and every quoted number holds: training is seeded."""
+    root = make_course(tmp_path)
+    folder = root / "docs" / "figures" / "inversion"
+    subprocess.run([sys.executable, "-m", "sd_course", "inversion", "--output_dir", str(folder), "--epochs", "30",
+                    "--seeds", "0", "--num_samples", "200"], cwd=root, check=True, capture_output=True)
+    prov = json.loads((folder / "metrics.json").read_text())["provenance"]
+    assert prov["argv"][:2] == ["sd-course", "inversion"] and prov["argv"][2:4] == ["--output_dir", "{output_dir}"]
+    (root / "docs" / "inversion.md").write_text(
+        "[0.3](figures/inversion/metrics.json#architectures.1-3-3-1%20relu.per_seed.seed=0.mse_in_range)\n")
+    assert numbers.check_quotes(root, write=True) == []
+    holds, lines = numbers.rerun("docs/figures/inversion/metrics", root=root)
+    assert holds and len(lines) == 1 and "(holds" in lines[0], lines
 
 
 def test_rerun_of_an_unknown_id_names_the_known_ones(tmp_path):
