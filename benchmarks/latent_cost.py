@@ -1,13 +1,19 @@
 """Why Stable Diffusion diffuses in latent space: one training step on 4x8x8 latents vs on 1x28x28 pixels.
 
-    python benchmarks/latent_cost.py
+    python benchmarks/latent_cost.py --output_json benchmarks/results/latent_cost.json
 
 Times, in one process and interleaved (A B A B ...) so that both see the same machine, a full optimisation step
-(forward, backward, AdamW) of:
-* pixel: the `mnist` UNet2DModel preset on 1x28x28 digits, batch 64, bf16 autocast (the shipped pixel recipe);
-* latent: the `mini-sd` UNet2DConditionModel + CLIPTextModel on 4x8x8 latents with 16-token captions, batch 256,
-  fp32 (the mini Stable Diffusion recipe; the VAE is frozen and its latents cached, so it costs nothing per step).
-Prints images/s of each, the ratio, and what "100 epochs of MNIST" (6M images) costs each on this machine.
+(forward, backward, AdamW) of the two shipped denoisers, built from their configs (random weights: the cost of a
+step does not depend on them) and trained as their recipes train them:
+* pixel: `pipelines/ddpm-mnist/unet` (UNet2DModel, `mnist-small`) on 1x28x28 digits, batch 64
+  (training/configs/mnist.yaml);
+* latent: `pipelines/mini-sd-mnist/unet` (UNet2DConditionModel) + its `text_encoder` (CLIPTextModel) on 4x8x8
+  latents with captions of the encoder's full context (77 tokens), batch 256 (training/configs/mini-sd-mnist.yaml;
+  the VAE is frozen and its latents cached, so it costs nothing per step).
+Both at the precision the recipes' ``--mixed_precision auto`` picks on this machine (bf16 where the CPU computes it
+natively, else fp32), with the attention the training loop uses on a CPU (``use_bmm_attention``). Prints images/s
+of each, the ratio, and what "100 epochs of MNIST" (6M images) costs each here; ``--output_json`` writes them with
+their provenance.
 """
 
 from __future__ import annotations
@@ -17,9 +23,17 @@ import json
 import time
 
 import torch
+from diffusers import UNet2DConditionModel, UNet2DModel
+from transformers import CLIPTextConfig, CLIPTextModel
 
-from sd_course.core.models import build_conditional_unet, build_text_encoder, build_unet, count_parameters
+from sd_course.core.models import count_parameters, use_bmm_attention
+from sd_course.core.provenance import describe_device, write_result
 from sd_course.latent.text_to_image import TextConditionedUNet
+from sd_course.train.loop import resolve_mixed_precision
+
+PIXEL_UNET, LATENT_UNET, TEXT_ENCODER = ("pipelines/ddpm-mnist/unet", "pipelines/mini-sd-mnist/unet",
+                                         "pipelines/mini-sd-mnist/text_encoder")
+PIXEL_BATCH, LATENT_BATCH = 64, 256  # the recipes' train_batch_size
 
 
 def step_timer(model, make_batch, forward, batch_size: int, bf16: bool):
@@ -45,19 +59,28 @@ def main(argv=None):
     p.add_argument("--output_json", default=None)
     args = p.parse_args(argv)
     torch.manual_seed(0)
-    pixel = build_unet("mnist", resolution=28, channels=1)
-    text_encoder = build_text_encoder("mini-sd", vocab_size=573)
-    latent = TextConditionedUNet(build_conditional_unet("mini-sd", 8, 4, 128), text_encoder)
+    precision = resolve_mixed_precision("auto", use_cpu=True)
+    pixel = UNet2DModel.from_config(UNet2DModel.load_config(PIXEL_UNET))
+    text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(TEXT_ENCODER))
+    latent = TextConditionedUNet(UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(LATENT_UNET)),
+                                 text_encoder)
+    for model in (pixel, latent):
+        use_bmm_attention(model)
+    size, channels = latent.unet.config.sample_size, latent.unet.config.in_channels
+    tokens, vocab = text_encoder.config.max_position_embeddings, text_encoder.config.vocab_size
 
     def pixel_batch(n):
         return torch.randn(n, 1, 28, 28), torch.randint(0, 1000, (n,))
 
     def latent_batch(n):
-        return torch.randn(n, 4, 8, 8), torch.randint(0, 1000, (n,)), torch.randint(0, 573, (n, 16))
+        return torch.randn(n, channels, size, size), torch.randint(0, 1000, (n,)), torch.randint(0, vocab, (n, tokens))
 
+    bf16 = precision == "bf16"
     runs = {
-        "pixel": (step_timer(pixel, pixel_batch, lambda m, b: (m(b[0], b[1]).sample, b[0]), 64, True), 64),
-        "latent": (step_timer(latent, latent_batch, lambda m, b: (m(b[0], b[1], b[2]), b[0]), 256, False), 256),
+        "pixel": (step_timer(pixel, pixel_batch, lambda m, b: (m(b[0], b[1]).sample, b[0]), PIXEL_BATCH, bf16),
+                  PIXEL_BATCH),
+        "latent": (step_timer(latent, latent_batch, lambda m, b: (m(b[0], b[1], b[2]), b[0]), LATENT_BATCH, bf16),
+                   LATENT_BATCH),
     }
     for step, _ in runs.values():  # warm-up
         step()
@@ -65,7 +88,8 @@ def main(argv=None):
     for _ in range(args.rounds):
         for name, (step, _) in runs.items():
             times[name].append(step())
-    result = {"threads": torch.get_num_threads(),
+    result = {"machine": describe_device(), "precision": precision, "caption_tokens": tokens,
+              "batch": {"pixel": PIXEL_BATCH, "latent": LATENT_BATCH},
               "parameters": {"pixel_unet": count_parameters(pixel), "latent_unet": count_parameters(latent.unet),
                              "text_encoder": count_parameters(text_encoder)}}
     for name, (_, batch) in runs.items():
@@ -75,8 +99,8 @@ def main(argv=None):
     result["latent_speedup"] = round(result["latent_images_per_s"] / result["pixel_images_per_s"], 2)
     print(json.dumps(result, indent=2))
     if args.output_json:
-        with open(args.output_json, "w") as f:
-            json.dump(result, f, indent=2)
+        write_result(args.output_json, result, inputs=[f"{PIXEL_UNET}/config.json", f"{LATENT_UNET}/config.json",
+                                                       f"{TEXT_ENCODER}/config.json"])
 
 
 if __name__ == "__main__":
