@@ -126,9 +126,12 @@ A: Two different things, depending on when. *In training*, t is drawn uniformly,
    holds a trace of the image that sampling, which starts from N(0, I), never reproduces.
    ``sd-course forward --beta_schedule NAME`` shows what each leaves of a digit at each t. Measured
    (benchmarks/noise_schedules.py: the same 0.99M U-Net, v-prediction, 314 steps on 10,000 digits, only the
-   schedule differs): cosine learns fastest, FID 367.5 against scaled_linear 377.6, linear 402.8, sigmoid 432.8,
-   but needs more sampling steps (the worst at 5 DPM-Solver++ steps, 507; the best from 25); the same starting
-   noise draws nearly the same digit under all four. With eps-prediction the spread was 905-1388 and the cosine
+   schedule differs): cosine learns fastest, FID [358.1](benchmarks/results/noise_schedules.json#curves.squaredcos_cap_v2.epoch=2.fid) against
+   scaled_linear [374.6](benchmarks/results/noise_schedules.json#curves.scaled_linear.epoch=2.fid), linear
+   [403.9](benchmarks/results/noise_schedules.json#curves.linear.epoch=2.fid), sigmoid [427.9](benchmarks/results/noise_schedules.json#curves.sigmoid.epoch=2.fid),
+   and stays the best at 5 DPM-Solver++ steps ([392.1](benchmarks/results/noise_schedules.json#fid_by_steps.squaredcos_cap_v2.5.fid)) with
+   "trailing" spacing ("leading" starts those 5 steps at t = 800, far from its pure noise, and made it the worst);
+   the same starting noise draws nearly the same digit under all four. With eps-prediction the spread was 905-1388 and the cosine
    model collapsed to one class: the prediction target matters more than the schedule. *In sampling*, a schedule
    other than the one the model was trained with tells the network the wrong noise level for its input: the
    shipped cosine model scores FID [35.5](benchmarks/results/noise_schedules_crossed.json#sampled_with.squaredcos_cap_v2.fid) with its own betas,
