@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
+import yaml
 from diffusers import UNet2DConditionModel, UNet2DModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -33,7 +35,11 @@ from sd_course.train.loop import resolve_mixed_precision
 
 PIXEL_UNET, LATENT_UNET, TEXT_ENCODER = ("pipelines/ddpm-mnist/unet", "pipelines/mini-sd-mnist/unet",
                                          "pipelines/mini-sd-mnist/text_encoder")
-PIXEL_BATCH, LATENT_BATCH = 64, 256  # the recipes' train_batch_size
+PIXEL_RECIPE, LATENT_RECIPE = "training/configs/mnist.yaml", "training/configs/mini-sd-mnist.yaml"
+
+
+def recipe_batch(recipe: str) -> int:
+    return int(yaml.safe_load(Path(recipe).read_text())["train_batch_size"])
 
 
 def step_timer(model, make_batch, forward, batch_size: int, bf16: bool):
@@ -76,11 +82,11 @@ def main(argv=None):
         return torch.randn(n, channels, size, size), torch.randint(0, 1000, (n,)), torch.randint(0, vocab, (n, tokens))
 
     bf16 = precision == "bf16"
+    pixel_bs, latent_bs = recipe_batch(PIXEL_RECIPE), recipe_batch(LATENT_RECIPE)
     runs = {
-        "pixel": (step_timer(pixel, pixel_batch, lambda m, b: (m(b[0], b[1]).sample, b[0]), PIXEL_BATCH, bf16),
-                  PIXEL_BATCH),
-        "latent": (step_timer(latent, latent_batch, lambda m, b: (m(b[0], b[1], b[2]), b[0]), LATENT_BATCH, bf16),
-                   LATENT_BATCH),
+        "pixel": (step_timer(pixel, pixel_batch, lambda m, b: (m(b[0], b[1]).sample, b[0]), pixel_bs, bf16), pixel_bs),
+        "latent": (step_timer(latent, latent_batch, lambda m, b: (m(b[0], b[1], b[2]), b[0]), latent_bs, bf16),
+                   latent_bs),
     }
     for step, _ in runs.values():  # warm-up
         step()
@@ -89,7 +95,7 @@ def main(argv=None):
         for name, (step, _) in runs.items():
             times[name].append(step())
     result = {"machine": describe_device(), "precision": precision, "caption_tokens": tokens,
-              "batch": {"pixel": PIXEL_BATCH, "latent": LATENT_BATCH},
+              "batch": {"pixel": pixel_bs, "latent": latent_bs},
               "parameters": {"pixel_unet": count_parameters(pixel), "latent_unet": count_parameters(latent.unet),
                              "text_encoder": count_parameters(text_encoder)}}
     for name, (_, batch) in runs.items():
@@ -100,7 +106,7 @@ def main(argv=None):
     print(json.dumps(result, indent=2))
     if args.output_json:
         write_result(args.output_json, result, inputs=[f"{PIXEL_UNET}/config.json", f"{LATENT_UNET}/config.json",
-                                                       f"{TEXT_ENCODER}/config.json"])
+                                                       f"{TEXT_ENCODER}/config.json", PIXEL_RECIPE, LATENT_RECIPE])
 
 
 if __name__ == "__main__":

@@ -9,10 +9,11 @@ A quote is a Markdown link whose text is the number and whose target is a result
 
     the latent run scores FID `[50.9](../benchmarks/results/mini_sd_quick.json#rows.variant=shipped.fid)`
 
-(A link written in backticks, as here, is an example, not a quote.) The path is relative to the quoting file (as Markdown renders it), or to the checkout's root (in Python docstrings).
+(A link written in backticks, as here, is an example, not a quote.) The path is relative to the quoting file (as
+Markdown renders it), or to the checkout's root (in Python docstrings).
 The key is a dotted path into the JSON: names, list indices (``rows.3``) or a selector (``rows.seed=0`` or
 ``rows.precision=bf16&seed=0``: the first element whose fields have those values; numbers compare as numbers; a space
-in a name is written ``%20``, as in any link), and an optional scale at the end
+or a dot inside a name is percent-encoded, as in any link: ``%20``, ``%2E``), and an optional scale at the end
 (``#prompt_accuracy*100`` for a percentage). The number is rendered with as many decimals as the text shows, with
 thousands separators if the text has them, in scientific notation if it is written so (``6.2e-4``); what follows it
 in the link text (``%``, ``x``, `` min``) is kept.
@@ -100,7 +101,7 @@ def lookup(record, key: str):
     m = SCALE.match(key)
     value = record
     for part in m.group("key").split("."):
-        part = urllib.parse.unquote(part)  # a name with a space is written as a link writes it: %20
+        part = urllib.parse.unquote(part)  # a name's space or dot, percent-encoded as in any link (%20, %2E)
         if isinstance(value, list):
             if "=" in part:
                 wanted = dict(c.split("=", 1) for c in part.split("&"))

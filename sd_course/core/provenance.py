@@ -105,9 +105,7 @@ def command_line(output: str | Path | None = None) -> list[str]:
     benchmarks/x.py ...`` for a script, ``sd-course ...`` for the CLI however it was started (the entry point at any
     path, ``python -m sd_course``)."""
     argv = [relative_to_root(sys.argv[0]) if Path(sys.argv[0]).exists() else Path(sys.argv[0]).name, *sys.argv[1:]]
-    if Path(argv[0]).name == "sd-course":
-        argv = ["sd-course", *argv[1:]]
-    elif argv[0] == "sd_course/__main__.py":
+    if Path(argv[0]).name == "sd-course" or argv[0] == "sd_course/__main__.py":
         argv = ["sd-course", *argv[1:]]
     elif argv[0].endswith(".py"):
         argv = ["python", *argv]

@@ -130,7 +130,8 @@ def test_rerun_of_a_command_that_writes_a_folder_runs_it_into_a_new_one(tmp_path
     root = make_course(tmp_path)
     (root / "draw.py").write_text("import json, pathlib, sys\n"
                                   "out = pathlib.Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)\n"
-                                  "json.dump(dict(provenance=dict(device='here'), n=1035), open(out / 'drawn.json', 'w'))\n")
+                                  "json.dump(dict(provenance=dict(device='here'), n=1035),\n"
+                                  "          open(out / 'drawn.json', 'w'))\n")
     folder = root / "docs" / "figures" / "drawn"
     write_result(folder / "drawn.json", dict(n=1035), device="a test machine, 2 threads",
                  argv=["python", "draw.py", "--output_dir", str(folder)], root=root)
