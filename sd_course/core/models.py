@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel
 from diffusers.models.attention_processor import Attention, AttnProcessor
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedModel
 
 from sd_course.core.errors import InputError
 
@@ -296,10 +296,18 @@ def use_bmm_attention(model: torch.nn.Module) -> int:
     ``scaled_dot_product_attention``, for training on a CPU: in bf16 the fused CPU kernel's backward is the slowest
     op of a step (22% of a ``mnist-small`` step on a 2-core AMX Xeon), while the matmuls run on the bf16 units
     (1.28x the images/s of the whole step; the same in fp32). The arithmetic is the same softmax(QK^T/sqrt(d))V;
-    nothing is saved with the weights. Returns how many attention modules were switched."""
+    nothing is saved with the weights. Returns how many attention modules were switched.
+
+    A transformers model inside (the mini Stable Diffusion's ``CLIPTextModel``) gets the same: its ``"eager"``
+    attention instead of ``"sdpa"``. With 77 tokens the fused kernel's backward was a quarter of a mini-SD step on a
+    2-core AVX512-BF16 EPYC; the plain matmuls make the whole step 1.27x faster (1.76 -> 1.39 s at batch 256). The
+    choice is not written into the saved config.json: a loaded pipeline uses transformers' default again."""
     switched = 0
     for module in model.modules():
         if isinstance(module, Attention):
             module.set_processor(AttnProcessor())
             switched += 1
+        elif isinstance(module, PreTrainedModel) and module.config._attn_implementation != "eager":
+            module.set_attn_implementation("eager")
+            switched += module.config.num_hidden_layers
     return switched

@@ -218,8 +218,9 @@ class TextToImage(Objective):
                                           eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
         channels, size, _ = latent_shape(vae, cfg.resolution)
         unet = build_conditional_unet(cfg.model_config_name_or_path, size, channels, text_encoder.config.hidden_size)
-        # Latents are not confined to [-1, 1] as pixels are: no clipping of the predicted z_0 (as Stable Diffusion).
-        return vae, tokenizer, text_encoder, unet, make_noise_scheduler(cfg, clip_sample=False)
+        # Latents are not confined to [-1, 1] as pixels are: no clipping of the predicted z_0 (as Stable Diffusion);
+        # "leading" steps start at t = 1 (steps_offset, as Stable Diffusion's configs; the pipeline would insist).
+        return vae, tokenizer, text_encoder, unet, make_noise_scheduler(cfg, clip_sample=False, steps_offset=1)
 
     def build(self, accelerator):
         cfg = self.cfg

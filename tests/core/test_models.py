@@ -10,10 +10,13 @@ import torch
 from sd_course.core.errors import InputError
 from sd_course.core.models import (
     PRESETS,
+    build_conditional_unet,
+    build_text_encoder,
     build_unet,
     check_resolution,
     count_parameters,
     unet_config,
+    use_bmm_attention,
 )
 
 
@@ -47,3 +50,26 @@ def test_resolution_must_survive_the_downsampling():
         check_resolution(PRESETS["mnist"], 30)
     with pytest.raises(InputError, match="multiple of 2"):
         build_unet("tiny", resolution=15)
+
+
+def test_bmm_attention_computes_the_same_and_is_not_saved(tmp_path):
+    """The CPU training attention (plain matmuls) changes speed, not results, and is not written with the weights."""
+    torch.manual_seed(0)
+    text_encoder = build_text_encoder("tiny-sd", vocab_size=50, max_length=77)
+    unet = build_conditional_unet("tiny-sd", cross_attention_dim=32)
+    ids = torch.randint(2, 50, (2, 77))
+    latents, t = torch.randn(2, 4, 8, 8), torch.tensor([10, 900])
+    with torch.no_grad():
+        fused_text = text_encoder(ids)[0]
+        fused = unet(latents, t, encoder_hidden_states=fused_text).sample
+    model = torch.nn.ModuleDict(dict(text_encoder=text_encoder, unet=unet))
+    switched = use_bmm_attention(model)
+    assert text_encoder.config._attn_implementation == "eager"
+    assert switched == sum(1 for m in unet.modules() if type(m).__name__ == "Attention") + 1  # + the text layer
+    with torch.no_grad():
+        plain_text = text_encoder(ids)[0]
+        plain = unet(latents, t, encoder_hidden_states=plain_text).sample
+    assert torch.allclose(plain_text, fused_text, atol=1e-5) and torch.allclose(plain, fused, atol=1e-5)
+    assert use_bmm_attention(model) == sum(1 for m in unet.modules() if type(m).__name__ == "Attention")
+    text_encoder.save_pretrained(tmp_path)
+    assert "eager" not in (tmp_path / "config.json").read_text()
