@@ -7,7 +7,8 @@ A result is a JSON file whose ``"provenance"`` block says:
 
 - ``argv``: the command that wrote it, run from the checkout's root, with ``{output}`` where the result file goes
   (or ``{output_dir}`` after ``--output_dir``, for commands that write a folder: ``sd-course anatomy``;
-  ``sd-course results rerun ID`` runs it again into a temporary one and compares);
+  ``sd-course results rerun ID`` runs it again into a temporary one and compares); ``null`` when a library call
+  inside another program (pytest, a notebook) wrote it, since that program's command would not make it again;
 - ``inputs``: ``{path: sha256}`` of the files it measured (the model's weights, the recipe, the classifier whose
   features FID uses), paths relative to the checkout: when one of them changes, the result no longer describes
   what is shipped and ``sd-course results check`` says so;
@@ -100,19 +101,27 @@ def software() -> str:
             f"accelerate {accelerate.__version__}, sd_course {__version__}")
 
 
-def command_line(output: str | Path | None = None) -> list[str]:
+def command_line(output: str | Path | None = None) -> list[str] | None:
     """This process's command, from the checkout's root, with the output file replaced by ``{output}``: ``python
     benchmarks/x.py ...`` for a script, ``sd-course ...`` for the CLI however it was started (the entry point at any
-    path, ``python -m sd_course``)."""
+    path, ``python -m sd_course``). ``None`` when the result is written by a library call inside some other program
+    (pytest, a notebook's kernel, ``python -c``): that program's command would not make the result again."""
     argv = [relative_to_root(sys.argv[0]) if Path(sys.argv[0]).exists() else Path(sys.argv[0]).name, *sys.argv[1:]]
     if Path(argv[0]).name == "sd-course" or argv[0] == "sd_course/__main__.py":
         argv = ["sd-course", *argv[1:]]
-    elif argv[0].endswith(".py"):
+    elif argv[0].endswith(".py") and Path(sys.argv[0]).is_file() and not _installed(Path(sys.argv[0])):
         argv = ["python", *argv]
+    else:
+        return None
     if output is not None:
         target = Path(output).resolve()
         argv = ["{output}" if a.endswith(".json") and Path(a).resolve() == target else a for a in argv]
     return argv
+
+
+def _installed(script: Path) -> bool:
+    """Is this file part of an installed package (pytest's ``__main__.py``, ipykernel's launcher), not a script?"""
+    return any(part in ("site-packages", "dist-packages") for part in script.resolve().parts)
 
 
 def provenance(inputs=(), device: str | torch.device = "cpu", argv: list[str] | None = None,
@@ -120,7 +129,7 @@ def provenance(inputs=(), device: str | torch.device = "cpu", argv: list[str] | 
                root: Path = SOURCE_ROOT) -> dict:
     """The ``"provenance"`` block of a result (see the module docstring)."""
     argv = argv if argv is not None else command_line(output)
-    if output is not None:  # a command that writes a folder (--output_dir): that folder becomes {output_dir}
+    if output is not None and argv is not None:  # a command that writes a folder (--output_dir): that folder becomes {output_dir}
         folder = Path(output).resolve().parent
         argv = ["{output_dir}" if i > 0 and argv[i - 1] == "--output_dir" and Path(a).resolve() == folder else a
                 for i, a in enumerate(argv)]

@@ -112,6 +112,18 @@ def test_write_result_records_command_inputs_device_and_date(tmp_path):
     assert not (root / "benchmarks/results/quick.json.partial").exists()
 
 
+def test_a_library_call_records_no_command_a_script_its_own(tmp_path):
+    """Written from inside pytest (a library call), a result has no command: pytest's would not make it again. A
+    script run as `python script.py` records itself, with {output} where the result goes."""
+    assert json.loads(write_result(tmp_path / "r.json", dict(n=1)).read_text())["provenance"]["argv"] is None
+    script = tmp_path / "measure.py"
+    script.write_text("import sys\nfrom sd_course.core.provenance import write_result\n"
+                      "write_result(sys.argv[2], dict(n=int(sys.argv[1])))\n")
+    subprocess.run([sys.executable, str(script), "7", str(tmp_path / "s.json")], check=True, capture_output=True)
+    argv = json.loads((tmp_path / "s.json").read_text())["provenance"]["argv"]
+    assert argv[0] == "python" and argv[1].endswith("measure.py") and argv[2:] == ["7", "{output}"]
+
+
 def test_rerun_runs_the_recorded_command_and_judges_each_quoted_number(tmp_path, monkeypatch):
     root = make_course(tmp_path)
     holds, lines = numbers.rerun("quick", root=root)  # measure.py writes the same FID again: it holds
