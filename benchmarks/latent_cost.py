@@ -11,9 +11,11 @@ step does not depend on them) and trained as their recipes train them:
   latents with captions of the encoder's full context (77 tokens), batch 256 (training/configs/mini-sd-mnist.yaml;
   the VAE is frozen and its latents cached, so it costs nothing per step).
 Both at the precision the recipes' ``--mixed_precision auto`` picks on this machine (bf16 where the CPU computes it
-natively, else fp32), with the attention the training loop uses on a CPU (``use_bmm_attention``). Prints images/s
-of each, the ratio, and what "100 epochs of MNIST" (6M images) costs each here; ``--output_json`` writes them with
-their provenance.
+natively, else fp32), with the attention the training loop uses on a CPU (``use_bmm_attention``: plain matmuls in
+the U-Nets' attention and the text encoder's). A third, interleaved with them: the latent step with the text encoder
+left on transformers' fused attention (``sdpa``), the loop's choice before it knew the text encoder; its images/s
+say what switching it paid. Prints images/s of each, the ratio, and what "100 epochs of MNIST" (6M images) costs
+each here; ``--output_json`` writes them with their provenance.
 """
 
 from __future__ import annotations
@@ -70,8 +72,11 @@ def main(argv=None):
     text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(TEXT_ENCODER))
     latent = TextConditionedUNet(UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(LATENT_UNET)),
                                  text_encoder)
+    fused_text = TextConditionedUNet(UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(LATENT_UNET)),
+                                     CLIPTextModel(CLIPTextConfig.from_pretrained(TEXT_ENCODER)))
     for model in (pixel, latent):
         use_bmm_attention(model)
+    use_bmm_attention(fused_text.unet)  # the U-Net as the loop trains it, the text encoder on transformers' sdpa
     size, channels = latent.unet.config.sample_size, latent.unet.config.in_channels
     tokens, vocab = text_encoder.config.max_position_embeddings, text_encoder.config.vocab_size
 
@@ -87,6 +92,9 @@ def main(argv=None):
         "pixel": (step_timer(pixel, pixel_batch, lambda m, b: (m(b[0], b[1]).sample, b[0]), pixel_bs, bf16), pixel_bs),
         "latent": (step_timer(latent, latent_batch, lambda m, b: (m(b[0], b[1], b[2]), b[0]), latent_bs, bf16),
                    latent_bs),
+        "latent_fused_text_attention": (step_timer(fused_text, latent_batch,
+                                                   lambda m, b: (m(b[0], b[1], b[2]), b[0]), latent_bs, bf16),
+                                        latent_bs),
     }
     for step, _ in runs.values():  # warm-up
         step()
@@ -103,6 +111,8 @@ def main(argv=None):
         result[f"{name}_images_per_s"] = round(batch / median, 1)
         result[f"{name}_hours_for_100_epochs"] = round(6_000_000 / (batch / median) / 3600, 1)
     result["latent_speedup"] = round(result["latent_images_per_s"] / result["pixel_images_per_s"], 2)
+    result["text_attention_speedup"] = round(result["latent_images_per_s"]
+                                             / result["latent_fused_text_attention_images_per_s"], 2)
     print(json.dumps(result, indent=2))
     if args.output_json:
         write_result(args.output_json, result, inputs=[f"{PIXEL_UNET}/config.json", f"{LATENT_UNET}/config.json",
