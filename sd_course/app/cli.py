@@ -195,7 +195,9 @@ def _add_evaluate(sub):
 def _add_compare(sub):
     p = sub.add_parser("compare", help="one metrics table and a side-by-side grid for several models",
                        description="Sample every model with the same seeds and score them alike. A training run "
-                                   "folder with epoch-XXXX/ snapshots is expanded, and its metrics plotted per epoch.")
+                                   "folder with epoch-XXXX/ snapshots is expanded, and its metrics plotted per epoch. "
+                                   "A text-to-image model is asked for each digit in turn, as `sd-course evaluate` "
+                                   "asks (default sampler: dpm++, 25 steps), and also scored on prompt accuracy.")
     p.add_argument("models", nargs="+", help="pipeline folders, training runs (epoch-XXXX/ snapshots) or PNG folders")
     p.add_argument("--num_samples", type=int, default=500)
     p.add_argument("--reference", default="ylecun/mnist:test", help="real images: NAME_OR_PATH[:split]")
@@ -210,6 +212,9 @@ def _add_compare(sub):
                              "device"], batch_size=250)
     p.add_argument("--reuse", default=None, help="an earlier compare.json: models with the same U-Net weights, sampler, "
                                                  "n and seed keep its scores (a continued run: score new epochs only)")
+    add_sample_arguments(p.add_argument_group("text-to-image models (each digit is asked for in turn; the share the "
+                                              "classifier reads as that digit is reported: prompt accuracy)"),
+                         ["guidance_scale"])
 
     def run(args):
         evaluation = deferred("sd_course.evaluate.evaluation")
@@ -220,7 +225,7 @@ def _add_compare(sub):
             batch_size=args.batch_size, num_reference=args.num_reference, kid_subset_size=args.kid_subset_size,
             kid_subsets=args.kid_subsets, classifier=args.classifier, output_dir=args.output_dir,
             grid_columns=args.grid_columns, floor=args.floor, reuse=args.reuse, timestep_spacing=args.timestep_spacing,
-            device=args.device,
+            device=args.device, guidance_scale=args.guidance_scale,
         )
 
     p.set_defaults(func=run)
@@ -236,7 +241,8 @@ def _add_export(sub):
     p.add_argument("--overwrite", action="store_true", help="replace --output if it holds an earlier export of the "
                                                             "same kind (never anything else)")
     p.add_argument("--metrics", default=None, help="the JSON of `sd-course evaluate --output_json`, for the card "
-                                                   "(default with --ladder: the exported epoch's row of the ladder)")
+                                                   "(default with --ladder: the exported epoch's row of the ladder; "
+                                                   "for a text-to-image run only if it has held-out prompt accuracy)")
     p.add_argument("--name", default=None, help="model name in the card (default: the output folder's name)")
     p.add_argument("--dataset_id", default=None, help="Hub id of the training data for the card, e.g. ylecun/mnist")
     p.add_argument("--license", default="apache-2.0", help="license of the weights (MNIST data: cc-by-sa-3.0)")
@@ -266,7 +272,7 @@ def _add_export(sub):
             out = export.export_text_to_image(args.run, args.output, args.metrics, args.guidance_sweep, args.vae_run,
                                               args.vae_metrics, args.dataset_id, args.license, args.load_path,
                                               overwrite=args.overwrite, device=args.device,
-                                              robustness_json=args.prompt_robustness)
+                                              robustness_json=args.prompt_robustness, ladder_dir=args.ladder)
             print(f"wrote {out} (model cards: {out / 'README.md'}, {out / 'vae' / 'README.md'})")
             return
         out = export.export_pipeline(

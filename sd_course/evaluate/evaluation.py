@@ -4,6 +4,7 @@
     sd-course evaluate --model pipelines/mini-sd-mnist --reference ../shared/data/mnist:test   # + prompt accuracy
     sd-course evaluate --samples my_gan_samples/ --reference ../shared/data/mnist:test
     sd-course compare runs/quick pipelines/ddpm-mnist --num_samples 500
+    sd-course compare runs/mini-sd --num_samples 500 --guidance_scale 2      # + prompt accuracy per epoch
 
 The metrics themselves (features, FID, KID, precision/recall, the class histogram) are sd_course/evaluate/metrics.py; this
 file only decides what is sampled, with which seeds, and what is written: a JSON with every number and where it came
@@ -59,6 +60,11 @@ from sd_course.latent.latent_space import crop_to
 from sd_course.latent.text import HELDOUT_TEMPLATES, TRAIN_TEMPLATES, caption
 from sd_course.latent.text_to_image import load_text_to_image_pipeline
 from sd_course.pixel.pipeline import generate, load_pipeline
+
+
+# How `sd-course evaluate` and `sd-course compare` sample a text-to-image model unless told otherwise: DPM-Solver++
+# 25 steps, so that a ladder's rows and an evaluation's metrics.json come from the same sampler.
+TEXT_SCHEDULER, TEXT_STEPS = "dpm++", 25
 
 
 def load_sample_folder(folder: str | Path, num_images: int | None = None) -> torch.Tensor:
@@ -163,7 +169,7 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
         if timestep_spacing is not None:
             raise InputError("--timestep_spacing is for unconditional pipelines; a text-to-image model samples "
                              "with the spacing of its own scheduler config")
-        result = evaluate_text_to_image(model, reference, num_samples or 1000, seed, scheduler or "dpm++",
+        result = evaluate_text_to_image(model, reference, num_samples or 1000, seed, scheduler or TEXT_SCHEDULER,
                                         num_inference_steps, guidance_scale, batch_size, num_reference, classifier,
                                         show_progress)
         result.update(sd_course_version=__version__, seconds=round(time.time() - start, 1))
@@ -264,13 +270,13 @@ def prompt_accuracy(probs: torch.Tensor, digits: torch.Tensor) -> dict:
 
 
 def evaluate_text_to_image(model: str, reference: str = DEFAULT_REFERENCE, num_samples: int = 1000, seed: int = 0,
-                           scheduler: str | None = "dpm++", num_inference_steps: int | None = 25,
+                           scheduler: str | None = TEXT_SCHEDULER, num_inference_steps: int | None = TEXT_STEPS,
                            guidance_scale: float = 4.0, batch_size: int = 250, num_reference: int | None = None,
                            classifier: str | None = None, show_progress: bool = True) -> dict:
     """A text-to-image pipeline: prompt accuracy on the training phrasings and on held-out ones, and the usual
     FID / KID / precision / recall of the training-phrasing samples (all ten digits, equally many)."""
     pipe = load_text_to_image_pipeline(model, scheduler)
-    steps = num_inference_steps or 25
+    steps = num_inference_steps or TEXT_STEPS
     extractor = load_feature_extractor(classifier)
     ref = prepare_reference(reference, extractor, num_reference, show_progress=show_progress,
                             sample_shape=(pipe.vae.config.out_channels, 28, 28), what=f"samples of {model!r}")
@@ -323,7 +329,7 @@ def format_metrics(result: dict) -> str:
 
 def format_table(results: list[dict], labels: list[str]) -> str:
     """Several results as one table: a row per model, a column per metric."""
-    columns = [k for k in TABLE_METRICS if any(k in r for r in results)]
+    columns = [k for k in TABLE_METRICS + ("prompt_accuracy",) if any(k in r for r in results)]
     short = [c.replace(f"_{FEATURE_NAME}", "") for c in columns]
     cells = [[label] + [_fmt(r.get(c, "")) for c in columns] for label, r in zip(labels, results)]
     header = ["model"] + short
@@ -345,7 +351,7 @@ class Entry:
 
     label: str
     path: Path
-    kind: str  # "model" or "samples"
+    kind: str  # "model" (an unconditional pipeline), "text-to-image" (asked for each digit in turn) or "samples"
     run: str | None = None  # the training run an epoch snapshot belongs to
     epoch: int | None = None
     step: int | None = None  # optimisation steps behind it, when the run's logs say
@@ -383,9 +389,15 @@ def _unet_hash(folder: Path) -> str | None:
     return file_sha256(files[0]) if files else None
 
 
+def _pipeline_kind(folder: Path) -> str:
+    """An entry's kind for a pipeline folder: "text-to-image" for a model that takes a prompt, else "model"."""
+    return "text-to-image" if "prompt" in kind_of(str(folder)).options else "model"
+
+
 def expand_entries(paths: list[str]) -> list[Entry]:
     """Each argument -> entries: a run folder with ``epoch-XXXX/`` snapshots -> every snapshot (and its final
-    pipeline when it differs from the last snapshot); a pipeline folder -> itself; a folder of images -> samples."""
+    pipeline when it differs from the last snapshot); a pipeline folder -> itself (an unconditional or a
+    text-to-image model); a folder of images -> samples."""
     entries = []
     for raw in paths:
         path = Path(raw)
@@ -395,12 +407,12 @@ def expand_entries(paths: list[str]) -> list[Entry]:
                         if p.is_dir() and (m := EPOCH_RE.match(p.name)) and (p / "model_index.json").is_file())
         for epoch, snapshot in epochs:
             progress = training_progress(snapshot, path, epoch)
-            entries.append(Entry(f"{raw.rstrip('/')}/{snapshot.name}", snapshot, "model", raw, epoch,
+            entries.append(Entry(f"{raw.rstrip('/')}/{snapshot.name}", snapshot, _pipeline_kind(snapshot), raw, epoch,
                                  progress["step"], progress["train_minutes"]))
         if (path / "model_index.json").is_file():
             if not epochs or _unet_hash(path) != _unet_hash(epochs[-1][1]):
                 progress = training_progress(path)
-                entries.append(Entry(raw, path, "model", progress.get("run"), progress.get("epoch"),
+                entries.append(Entry(raw, path, _pipeline_kind(path), progress.get("run"), progress.get("epoch"),
                                      progress.get("step"), progress.get("train_minutes")))
         elif not epochs:
             if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
@@ -435,8 +447,9 @@ def comparison_grid(image_sets: list[torch.Tensor], labels: list[str], columns: 
 
 def plot_metrics_vs_epoch(entries: list[Entry], results: list[dict], output: str | Path,
                           floor: dict | None = None) -> Path:
-    """The epoch ladder: FID against epochs and against training minutes, precision / recall against epochs; one
-    line per training run (snapshots of a run folder, or exported pipelines of the same run)."""
+    """The epoch ladder: FID against epochs and against training minutes, precision / recall (and a text-to-image
+    run's prompt accuracy) against epochs; one line per training run (snapshots of a run folder, or exported
+    pipelines of the same run)."""
     matplotlib.use("Agg")
     fig, (ax_fid, ax_min, ax_pr) = plt.subplots(1, 3, figsize=(15, 4))
     runs = sorted({e.run or "" for e in entries if e.epoch is not None})
@@ -453,12 +466,18 @@ def plot_metrics_vs_epoch(entries: list[Entry], results: list[dict], output: str
                    label=f"{label} precision")
         ax_pr.plot([p[0] for p in points], [p[2][f"recall_{FEATURE_NAME}"] for p in points], "s--",
                    label=f"{label} recall")
+        prompted = [p for p in points if p[2].get("prompt_accuracy") is not None]
+        if prompted:
+            ax_pr.plot([p[0] for p in prompted], [p[2]["prompt_accuracy"] for p in prompted], "^:",
+                       label=f"{label} prompt accuracy (guidance {prompted[0][2]['guidance_scale']:g})")
     if floor is not None:  # the best any generator can score at this n: where the curves are heading
         for ax in (ax_fid, ax_min):
             ax.axhline(floor[fid], color="grey", linestyle=":", label=f"real data ({floor['n']} images)")
     ax_fid.set(xlabel="epoch", ylabel=f"{fid} (lower is better)", yscale="log")
     ax_min.set(xlabel="minutes of training (the run's own hardware)", ylabel=fid, yscale="log")
-    ax_pr.set(xlabel="epoch", ylabel="precision / recall (k=3)", ylim=(0, 1.02))
+    prompted = any(r.get("prompt_accuracy") is not None for r in results)
+    ax_pr.set(xlabel="epoch", ylabel="precision / recall (k=3)" + (" / prompt accuracy" if prompted else ""),
+              ylim=(0, 1.02))
     for ax in (ax_fid, ax_min, ax_pr):
         ax.grid(alpha=0.3)
         if ax.lines:
@@ -474,13 +493,14 @@ def plot_metrics_vs_epoch(entries: list[Entry], results: list[dict], output: str
 
 # What a reused row of compare.json does not carry over: which entry it is and what sampled it (set anew).
 ENTRY_KEYS = ("model", "epoch", "step", "train_minutes", "run", "seed", "scheduler", "sampler",
-              "num_inference_steps", "timestep_spacing", "eta", "unet_sha256", "reused_from")
+              "num_inference_steps", "timestep_spacing", "eta", "guidance_scale", "unet_sha256", "reused_from")
 
 
 def same_sampler(row: dict, sampler: dict, eta) -> bool:
-    """Did an earlier row come from this sampler (class, name, steps, spacing, eta)? Rows written before the name was
-    recorded give only the class, which then meant its first ``--scheduler`` name (DPMSolverMultistepScheduler:
-    ``dpm++``, the ODE; ``dpm++-2m-sde`` did not exist)."""
+    """Did an earlier row come from this sampler (class, name, steps, spacing, eta; for a text-to-image model also
+    the guidance scale, which ``sampler`` then holds)? Rows written before the name was recorded give only the class,
+    which then meant its first ``--scheduler`` name (DPMSolverMultistepScheduler: ``dpm++``, the ODE;
+    ``dpm++-2m-sde`` did not exist)."""
     if "sampler" not in row:
         info = scheduler_info(row.get("scheduler") or "")
         row = dict(row, sampler=info.alias if info else None)
@@ -508,25 +528,56 @@ def reusable_rows(path: str | Path, reference: dict, scoring: dict) -> dict[str,
             if row.get("unet_sha256") and all(row.get(key) == value for key, value in scoring.items())}
 
 
+def _sample_entry(entry: Entry, pipe, num_samples: int, seed: int, scheduler: str | None,
+                  num_inference_steps: int | None, batch_size: int, eta: float | None, guidance_scale: float,
+                  show_progress: bool):
+    """One model's samples for ``compare``: (uint8 images, what sampled them, the digits asked for or None). A
+    text-to-image model is asked for digit ``i % 10`` in the training phrasings, as ``sd-course evaluate`` asks
+    (DPM-Solver++ 25 steps unless told otherwise), and its guidance scale is part of what sampled it."""
+    if entry.kind != "text-to-image":
+        images, sampler = _generate(pipe, num_samples, seed, scheduler, num_inference_steps, batch_size, eta,
+                                    show_progress)
+        return images, sampler, None
+    steps = num_inference_steps or TEXT_STEPS
+    images, digits = generate_digits_from_prompts(pipe, num_samples, TRAIN_TEMPLATES, seed, steps, guidance_scale,
+                                                  batch_size, show_progress)
+    return images, dict(sampler_info(pipe, steps), guidance_scale=guidance_scale), digits
+
+
 def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference: str = DEFAULT_REFERENCE,
             scheduler: str | None = None, num_inference_steps: int | None = None, eta: float | None = None,
             batch_size: int = 250, num_reference: int | None = None, kid_subset_size: int | None = None,
             kid_subsets: int = KID_SUBSETS, classifier: str | None = None, output_dir: str = "compare",
             grid_columns: int = 8, show_progress: bool = True, floor: str | None = None,
-            reuse: str | None = None, timestep_spacing: str | None = None, device: str = "auto") -> list[dict]:
+            reuse: str | None = None, timestep_spacing: str | None = None, device: str = "auto",
+            guidance_scale: float = SampleOptions.guidance_scale) -> list[dict]:
     """Score several models with the same seeds; write ``compare.json``, ``compare_grid.png`` and, for training
     runs with ``epoch-XXXX/`` snapshots, ``metrics_vs_epoch.png``. Returns one result dict per entry. ``floor``:
     real images scored the same way once (``real_data_floor``), in ``compare.json`` and drawn in the plot.
     ``reuse``: an earlier ``compare.json``; a model whose U-Net weights (sha256), sampler, n and seed match one of
     its rows keeps that row's scores and is sampled only for the grid (a continued run re-scores its new epochs only).
     ``timestep_spacing``: one spacing for every model's sampler (default: each pipeline's own config). ``device``:
-    where the pipelines sample (``"auto"``: the GPU when there is one)."""
+    where the pipelines sample (``"auto"``: the GPU when there is one).
+
+    A text-to-image model (or run) is sampled as ``sd-course evaluate`` samples it: digit ``i % 10`` asked for in
+    the training phrasings, cropped to 28x28, with ``guidance_scale`` (default 2, the shipped mini-SD's) and, unless
+    told otherwise, DPM-Solver++ 25 steps; its rows add ``guidance_scale`` and ``prompt_accuracy``. Unconditional
+    models ignore ``guidance_scale``."""
     if not models:
         raise InputError("give at least one model: sd-course compare MODEL [MODEL ...]")
+    if guidance_scale < 1:
+        raise InputError(f"--guidance_scale {guidance_scale} is below 1: 1 means no guidance (the conditional model "
+                         "alone), larger values follow the prompt more closely (try 2-5)")
     _check_counts(num_samples, kid_subset_size)
     check_steps_value(num_inference_steps)
     check_timestep_spacing(timestep_spacing)
     entries = expand_entries(models)
+    text_models = [e.label for e in entries if e.kind == "text-to-image"]
+    refused = [f"--{name}" for name, value in (("eta", eta), ("timestep_spacing", timestep_spacing))
+               if value is not None]
+    if text_models and refused:
+        raise InputError(f"{text_models[0]} is a text-to-image model, which samples with the spacing of its own "
+                         f"scheduler config and no DDIM eta; drop {' and '.join(refused)}, or compare it apart")
     extractor = load_feature_extractor(classifier)
     ref = prepare_reference(reference, extractor, num_reference, show_progress=show_progress)
     floor_scores = real_data_floor(floor, num_samples, ref, extractor, seed, kid_subset_size, kid_subsets) \
@@ -536,28 +587,37 @@ def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference:
     previous = reusable_rows(reuse, reference_summary(ref, extractor), scoring) if reuse else {}
     results, image_sets, reused = [], [], 0
     for entry in tqdm(entries, desc="models", disable=not show_progress or len(entries) == 1):
-        result, weights = None, {}
+        result, weights, digits = None, {}, None
         if entry.kind == "samples":
             images = load_sample_folder(entry.path, num_samples)
             sampler = dict(scheduler=None, sampler=None, num_inference_steps=None)
             check_same_kind(tuple(images.shape[1:]), ref.image_shape, ref.spec, f"images of {entry.label!r}")
         else:
-            pipe = load_pipeline(str(entry.path), scheduler, timestep_spacing, device)
-            check_same_kind(pipeline_image_shape(pipe), ref.image_shape, ref.spec, f"samples of {entry.label!r}")
+            if entry.kind == "text-to-image":
+                pipe = load_text_to_image_pipeline(str(entry.path), scheduler or TEXT_SCHEDULER)
+                pipe = pipe.to(resolve_device(device))
+                shape = (pipe.vae.config.out_channels, 28, 28)  # its samples are cropped to MNIST's 28x28
+            else:
+                pipe = load_pipeline(str(entry.path), scheduler, timestep_spacing, device)
+                shape = pipeline_image_shape(pipe)
+            check_same_kind(shape, ref.image_shape, ref.spec, f"samples of {entry.label!r}")
             weights = dict(unet_sha256=_unet_hash(entry.path))
             row = previous.get(weights["unet_sha256"])
             if row is not None:  # scored before: sample the grid's images only (image i has its own seed), and
                 # keep the old scores if these images came from the same sampler
-                images, sampler = _generate(pipe, min(grid_columns, num_samples), seed, scheduler,
-                                            num_inference_steps, batch_size, eta, show_progress=False)
+                images, sampler, _ = _sample_entry(entry, pipe, min(grid_columns, num_samples), seed, scheduler,
+                                                   num_inference_steps, batch_size, eta, guidance_scale, False)
                 if same_sampler(row, sampler, eta):
                     result = {key: value for key, value in row.items() if key not in ENTRY_KEYS}
                     result["reused_from"], reused = str(reuse), reused + 1
             if result is None:
-                images, sampler = _generate(pipe, num_samples, seed, scheduler, num_inference_steps, batch_size, eta,
-                                            show_progress)
+                images, sampler, digits = _sample_entry(entry, pipe, num_samples, seed, scheduler,
+                                                        num_inference_steps, batch_size, eta, guidance_scale,
+                                                        show_progress)
         if result is None:
             result = score_images(images, ref, extractor, seed, kid_subset_size, kid_subsets, show_progress=False)
+            if digits is not None:  # a text-to-image model: does the classifier read the digit each prompt named?
+                result.update(prompt_accuracy(features_of(images, extractor)[1], digits))
             if entry.kind != "samples":
                 result["device"] = pipe.device.type  # where these samples were drawn (float rounding differs)
         result.update(model=entry.label, epoch=entry.epoch, step=entry.step, train_minutes=entry.train_minutes,

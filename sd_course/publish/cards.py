@@ -179,7 +179,9 @@ def _spacing(result: dict, in_parentheses: bool = False) -> str:
 def ladder_markdown(ladder: dict | None, floor: dict | None = None) -> str:
     """The card's epoch ladder: one row per snapshot of ``sd-course compare RUN`` (its ``compare.json``), so the
     numbers of the rungs that are not shipped still live somewhere. ``floor`` (the ``floor`` of ``sd-course evaluate
-    --floor``) adds each rung's FID as a multiple of the real-data floor, when both were scored at the same n."""
+    --floor``) adds each rung's FID as a multiple of the real-data floor, when both were scored at the same n. The
+    rungs of a text-to-image run (rows with ``prompt_accuracy``) add a prompt-accuracy column, and the first sentence
+    names the guidance scale they were sampled with."""
     rows = sorted((r for r in (ladder or {}).get("results", []) if r.get("epoch") is not None),
                   key=lambda r: r["epoch"])
     if not rows:
@@ -189,14 +191,20 @@ def ladder_markdown(ladder: dict | None, floor: dict | None = None) -> str:
     devices = {r.get("device") for r in rows} - {None}
     sampled_on = f", sampled on `{next(iter(devices))}`" if len(devices) == 1 else \
         ", each row sampled on the device `ladder.json` names" if devices else ""
+    prompted = any(r.get("prompt_accuracy") is not None for r in rows)
+    guided = [r["guidance_scale"] for r in rows if r.get("guidance_scale") is not None]
+    guidance = f", guidance {guided[0]:g}" if guided else ""
+    asked = (" Each digit was asked for in turn, in the training phrasings; prompt accuracy is the share of samples "
+             "the classifier reads as the digit asked for.") if prompted else ""
     lines = [f"Every snapshot of the run, scored by `sd-course compare` on the same {first['n']} samples (seed "
              f"{first['seed']}, {_sampler(first)}, {first.get('num_inference_steps')} steps{_spacing(first, True)}"
-             f"{sampled_on}) against "
-             f"{ladder.get('reference_n', '?')} images of `{ladder.get('reference')}` (classifier features). "
+             f"{guidance}{sampled_on}) against "
+             f"{ladder.get('reference_n', '?')} images of `{ladder.get('reference')}` (classifier features).{asked} "
              "`ladder.json` holds every number; `ladder.png` plots them against epochs and minutes.", "",
              "![FID against epochs and training minutes](ladder.png)", "",
-             "| epoch | steps | training minutes | FID | precision | recall | classes (min-max %) |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+             "| epoch | steps | training minutes | FID | precision | recall | classes (min-max %) |"
+             + (" prompt accuracy |" if prompted else ""),
+             "|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if prompted else "")]
     fid = f"fid_{FEATURE_NAME}"
     floor_fid = _floor_fid(floor, first["n"])
     if floor_fid:
@@ -211,8 +219,14 @@ def ladder_markdown(ladder: dict | None, floor: dict | None = None) -> str:
         times = f" {r[fid] / floor_fid:.1f} |" if floor_fid else ""
         lines.append(f"| {r['epoch']} | {r.get('step') or '?'} | {minutes} | {r[fid]:.1f} |{times} "
                      f"{r[f'precision_{FEATURE_NAME}']:.3f} | {r[f'recall_{FEATURE_NAME}']:.3f} | "
-                     f"{100 * min(hist):.1f}-{100 * max(hist):.1f} |")
+                     f"{100 * min(hist):.1f}-{100 * max(hist):.1f} |"
+                     + (f" {_accuracy(r.get('prompt_accuracy'))} |" if prompted else ""))
     return "\n".join(lines)
+
+
+def _accuracy(value: float | None) -> str:
+    """A prompt accuracy for a table cell ('-' for a row that has none: an unconditional model's)."""
+    return "-" if value is None else f"{value:.3f}"
 
 
 def read_sampler_tables(paths: list[str | Path]) -> dict:
@@ -485,8 +499,17 @@ def _vae_card(vae_dir: Path, vae_run: Path | None, vae_metrics: dict | None, loa
                     "small, so the latent space is smooth near real digits only (docs/latent_space.md).")
 
 
+# What the Evaluation table of a text-to-image card reads from its metrics (``sd-course evaluate --output_json``); a
+# ladder row (``sd-course compare``: training phrasings only, no held-out ones) stands for them only if it has all.
+TEXT_CARD_METRICS = ("prompt_accuracy", "prompt_accuracy_heldout", f"fid_{FEATURE_NAME}", f"precision_{FEATURE_NAME}",
+                     f"recall_{FEATURE_NAME}", "n", "scheduler", "num_inference_steps", "guidance_scale", "seed")
+
+
 def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, license, dataset_id, name,
-                        robustness=None):
+                        robustness=None, ladder=None):
+    """The card of a text-to-image export (``model_cards/text-to-image.md``). ``ladder``: the ``compare.json`` of
+    ``sd-course compare`` over the run's snapshots, tabled as the card's epoch ladder. The reproduce command names
+    the recipe the run recorded (``config`` in its training_config.json), else the shipped mini-SD's."""
     s, c = record.summary or {}, record.config or {}
     components = "".join(f"| `{n}` | `{type(getattr(pipe, n)).__name__}` | "
                          f"{count_parameters(getattr(pipe, n)) / 1e6:.2f}M |\n"
@@ -517,6 +540,11 @@ def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, lice
                      f"{launch} training/configs/mini-sd-mnist.yaml --dataset_name ylecun/mnist --output_dir runs/mini-sd\n"
                      f"{launch} training/configs/mini-sd-mnist-robust.yaml --pretrained_model_name_or_path runs/mini-sd "
                      "--dataset_name ylecun/mnist --output_dir runs/mini-sd-robust\n```\n\n![loss](loss.png)\n")
+    elif c.get("config"):  # the recipe (--config) the run was started with, as training recorded it
+        training += ("\nReproduce (the recipe this run was started with; a run continues exactly with "
+                     "`--resume_from_checkpoint latest --num_epochs N`):\n\n```bash\n"
+                     f"{launch} {c['config']} --dataset_name ylecun/mnist --output_dir runs/{name}"
+                     "\n```\n\n![loss](loss.png)\n")
     else:
         training += ("\nReproduce (on a GPU add `--num_epochs 100`; a run continues exactly with "
                      "`--resume_from_checkpoint latest --num_epochs N`):\n\n```bash\n"
@@ -560,6 +588,7 @@ def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, lice
         load_path=load_path, example_prompt="a handwritten digit seven",
         component_list="`vae/`, `tokenizer/`, `text_encoder/`, `unet/`, `scheduler/`; no safety checker",
         components=components.rstrip("\n"), training=training,
+        ladder=ladder_markdown(ladder, (ladder or {}).get("floor") or (metrics or {}).get("floor")),
         limitations=text_to_image_limitations(pipe))
 
 

@@ -48,6 +48,7 @@ from sd_course.publish.cards import (
     DEFAULT_LIMITATIONS,
     GRID_GUIDANCE,
     T2I_TEMPLATE,
+    TEXT_CARD_METRICS,
     VAE_TEMPLATE,
     RunRecord,
     _read_json,
@@ -72,6 +73,14 @@ def check_run(run_dir: str | Path) -> Path:
         raise InputError(f"{str(run)!r} is not a trained pipeline folder (no model_index.json and unet/): give the "
                          "--output_dir of a training run, or one of its epoch-XXXX/ snapshots")
     return run
+
+
+def write_ladder(ladder: dict, ladder_dir: str | Path, folder: Path) -> None:
+    """An ``sd-course compare`` ladder beside the exported pipeline: its ``compare.json`` as ``ladder.json`` and its
+    ``metrics_vs_epoch.png`` (when it drew one) as ``ladder.png``."""
+    (folder / "ladder.json").write_text(json.dumps(ladder, indent=2) + "\n")
+    if (Path(ladder_dir) / "metrics_vs_epoch.png").is_file():
+        shutil.copy2(Path(ladder_dir) / "metrics_vs_epoch.png", folder / "ladder.png")
 
 
 def write_run_files(record: RunRecord, folder: Path) -> None:
@@ -138,9 +147,7 @@ def export_pipeline(run_dir: str | Path, output: str | Path, metrics_json: str |
         if samplers is not None:
             (staging / "samplers.json").write_text(json.dumps(samplers, indent=2) + "\n")
         if ladder is not None:
-            (staging / "ladder.json").write_text(json.dumps(ladder, indent=2) + "\n")
-            if (Path(ladder_dir) / "metrics_vs_epoch.png").is_file():
-                shutil.copy2(Path(ladder_dir) / "metrics_vs_epoch.png", staging / "ladder.png")
+            write_ladder(ladder, ladder_dir, staging)
         pipe = load_pipeline(str(staging), scheduler, device=device)
         images = generate(pipe, num_grid, batch_size=64, num_inference_steps=num_inference_steps, seed=seed,
                           show_progress=show_progress)
@@ -209,10 +216,15 @@ def export_text_to_image(run_dir: str | Path, output: str | Path, metrics_json: 
                          vae_metrics_json: str | Path | None = None, dataset_id: str | None = None,
                          license: str = "apache-2.0", load_path: str | None = None, seeds: int = 4,
                          show_progress: bool = True, overwrite: bool = False,
-                         device: str | None = "auto", robustness_json: str | Path | None = None) -> Path:
+                         device: str | None = "auto", robustness_json: str | Path | None = None,
+                         ladder_dir: str | Path | None = None) -> Path:
     """Copy a text-to-image run (or snapshot) with its logs, a loss plot, a grid of the ten digits by prompt x
     ``seeds`` seeds and two cards (the pipeline's and its VAE's) into ``output``, atomically. The results given
-    (metrics, guidance sweep, prompt robustness) are kept beside the weights and tabled in the card."""
+    (metrics, guidance sweep, prompt robustness) are kept beside the weights and tabled in the card. ``ladder_dir``:
+    the ``--output_dir`` of ``sd-course compare`` over the run's snapshots, copied as ``ladder.json``/``ladder.png``
+    and tabled in the card; without ``metrics_json``, the exported epoch's own row of the ladder is its metrics when
+    it holds every number the card's Evaluation table shows (a ladder scores the training phrasings only, so
+    usually not: then the card has no Evaluation table)."""
     run = Path(run_dir)
     if kind_of(str(run)) is not TEXT_TO_IMAGE:
         raise InputError(f"{run} is not a text-to-image pipeline folder (model_index.json with a text_encoder)")
@@ -222,20 +234,26 @@ def export_text_to_image(run_dir: str | Path, output: str | Path, metrics_json: 
     sweep = _read_json(Path(guidance_json), "guidance sweep") if guidance_json else None
     vae_metrics = _read_json(Path(vae_metrics_json), "VAE metrics") if vae_metrics_json else None
     robustness = _read_json(Path(robustness_json), "prompt robustness") if robustness_json else None
+    ladder = _read_json(Path(ladder_dir) / "compare.json", "ladder (sd-course compare)") if ladder_dir else None
     find_template(T2I_TEMPLATE), find_template(VAE_TEMPLATE)
     load_path = load_path or str(output)
+    record = read_run(run)
+    if metrics is None and ladder is not None:
+        row = metrics_from_ladder(ladder, record.summary.get("epochs"), record.summary.get("global_step"))
+        metrics = row if row and all(row.get(key) is not None for key in TEXT_CARD_METRICS) else None
 
     def write(staging: Path) -> None:
         index = json.loads((run / "model_index.json").read_text())
         for entry in ["model_index.json"] + [k for k, v in index.items() if isinstance(v, list) and v[0]]:
             src = run / entry
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, staging / entry)
-        record = read_run(run)
         write_run_files(record, staging)
         for name, value in (("metrics.json", metrics), ("guidance_sweep.json", sweep),
                             ("prompt_robustness.json", robustness)):
             if value is not None:
                 (staging / name).write_text(json.dumps(value, indent=2) + "\n")
+        if ladder is not None:
+            write_ladder(ladder, ladder_dir, staging)
         write_loss_plot(staging / "loss.jsonl", staging / "loss.png", title=f"{output.name}: training loss")
         pipe = load_text_to_image_pipeline(str(staging))  # the folder's own scheduler, for the card
         sampler = load_text_to_image_pipeline(str(staging), "dpm++").to(resolve_device(device))
@@ -245,7 +263,7 @@ def export_text_to_image(run_dir: str | Path, output: str | Path, metrics_json: 
         _vae_card(staging / "vae", Path(vae_run) if vae_run else None, vae_metrics, f"{load_path}/vae", license,
                   dataset_id).save(staging / "vae" / "README.md")
         card = _text_to_image_card(pipe, record, metrics, sweep, load_path, license, dataset_id, output.name,
-                                   robustness)
+                                   robustness, ladder)
         card.save(staging / "README.md")
 
     return _atomic_export(output, write, "text-to-image", run)

@@ -18,6 +18,7 @@ from typing import Optional
 import yaml
 
 from sd_course.core.errors import InputError
+from sd_course.core.shipped import SOURCE_ROOT
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
@@ -94,6 +95,9 @@ class TrainConfig:
     hub_token: Optional[str] = option(None, "a Hub token (prefer HF_TOKEN or `hf auth login`: a flag is visible "
                                             "to other users of the machine)")
     hub_private_repo: bool = option(False, "create the Hub repo as private")
+    # --- the record (set by parse_args from --config, not a flag of its own) ------------------------------------------
+    config: Optional[str] = option(None, "the YAML recipe (--config) the run was started with, repo-relative when it "
+                                         "is in the repo: what its model card's reproduce command names")
 
     POSITIVE = ("resolution", "train_batch_size", "eval_batch_size", "gradient_accumulation_steps", "num_epochs")
     POSITIVE_OR_NONE = ("max_train_steps", "max_train_samples", "checkpoints_total_limit")
@@ -123,6 +127,8 @@ def build_parser(config_class=TrainConfig, prog: str = "train.py", description: 
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--config", help="YAML file of defaults (e.g. training/configs/mnist.yaml)")
     for f in dataclasses.fields(config_class):
+        if f.name == "config":  # the record of --config (above), not a flag of its own
+            continue
         kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         kw = dict(default=f.default, help=f.metadata["help"])
         if "choices" in f.metadata:
@@ -138,16 +144,33 @@ def build_parser(config_class=TrainConfig, prog: str = "train.py", description: 
 
 
 def parse_args(argv=None, config_class=TrainConfig, prog: str = "train.py", description: str = ""):
+    """The flags (``--config``: a YAML file of defaults) -> ``config_class``. Its ``config`` records the recipe: the
+    ``--config`` path (see :func:`recipe_path`), or, for a run's own ``training_config.json`` given as ``--config``
+    (``sd-course train --config runs/x/training_config.json``), the recipe that file recorded."""
     parser = build_parser(config_class, prog, description)
     pre, _ = parser.parse_known_args(argv)
+    recipe = None
     if pre.config:
-        parser.set_defaults(**load_yaml_config(pre.config, config_class))
+        values = load_yaml_config(pre.config, config_class)
+        recipe = values.pop("config", None) or recipe_path(pre.config)
+        parser.set_defaults(**values)
     args = vars(parser.parse_args(argv))
-    args.pop("config")
+    args["config"] = recipe
     return config_class(**args)
 
 
+def recipe_path(path: str) -> str:
+    """How a run records its ``--config``: relative to the sd_course checkout when the file is inside it
+    (``training/configs/mini-sd-mnist.yaml``, whatever the working directory), else as given."""
+    try:
+        return Path(path).expanduser().resolve().relative_to(SOURCE_ROOT).as_posix()
+    except ValueError:
+        return path
+
+
 def load_yaml_config(path: str, config_class=TrainConfig) -> dict:
+    """The options of a YAML recipe (or of a run's training_config.json: JSON is YAML), refused if one is unknown.
+    The ``config`` a training_config.json records is the recipe it came from, not an option: kept, for parse_args."""
     if not Path(path).is_file():
         raise InputError(f"--config {path!r} does not exist; see training/configs/ for the named recipes")
     values = yaml.safe_load(Path(path).read_text()) or {}

@@ -296,7 +296,10 @@ def _train(cfg: TrainConfig, objective: Objective, evaluate: Optional[Callable])
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         recover_pipeline(out)
-        (out / "training_config.json").write_text(json.dumps(_public_config(cfg), indent=2))
+        config = _public_config(cfg)
+        if resume_path is not None and config.get("config") is None:  # resumed without --config: same recipe
+            config["config"] = _recorded_recipe(out / "training_config.json")
+        (out / "training_config.json").write_text(json.dumps(config, indent=2))
         _truncate_log(out / cfg.logging_dir / "loss.jsonl", global_step)
     if log_with:
         accelerator.init_trackers(objective.name, config=_flat_config(cfg))
@@ -596,6 +599,14 @@ def _public_config(cfg: TrainConfig) -> dict:
     if values.get("hub_token"):
         values["hub_token"] = "<redacted>"
     return values
+
+
+def _recorded_recipe(path: Path) -> Optional[str]:
+    """The recipe (``config``) an earlier session of the run recorded in its training_config.json, if any."""
+    try:
+        return json.loads(path.read_text()).get("config")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _flat_config(cfg: TrainConfig) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -230,3 +231,92 @@ def test_sampler_table_names_the_device_of_each_speed_when_devices_are_mixed():
     assert "| 238 (cuda) |" in mixed and "| 1.3 (cpu) |" in mixed
     one = samplers_markdown({"args": args, "rows": [row("euler-a", 5.3, 2.5, "cpu"), row("dpm++", 9.0, 5.0, "cpu")]})
     assert "measured them on its machine (`cpu`)" in one and "| 2.5 |" in one and "(cpu)" not in one.split("**")[0]
+
+
+def tiny_text_run(run: Path) -> Path:
+    """A text-to-image run as training leaves it, from tiny untrained parts (1x32x32 digits, 4x16x16 latents):
+    snapshots epoch-0001/ and epoch-0002/ (the final pipeline is epoch 2's), its loss log and summary, and a
+    training_config.json that records its recipe."""
+    import shutil
+
+    from diffusers import DDPMScheduler
+
+    from sd_course.core.models import build_conditional_unet, build_text_encoder, build_vae
+    from sd_course.latent.text import digit_prompts, train_tokenizer
+    from sd_course.latent.text_to_image import make_pipeline
+
+    for epoch in (1, 2):
+        torch.manual_seed(epoch)
+        tokenizer = train_tokenizer([text for _, text in digit_prompts()] + [""], max_length=16)
+        text_encoder = build_text_encoder("tiny-sd", vocab_size=len(tokenizer.get_vocab()), max_length=16,
+                                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                          pad_token_id=tokenizer.pad_token_id)
+        unet = build_conditional_unet("tiny-sd", 16, 4, text_encoder.config.hidden_size)
+        make_pipeline(build_vae("tiny-vae", resolution=32), tokenizer, text_encoder, unet,
+                      DDPMScheduler(num_train_timesteps=100, clip_sample=False)
+                      ).save_pretrained(run / f"epoch-{epoch:04d}")
+    shutil.copytree(run / "epoch-0002", run, dirs_exist_ok=True)
+    (run / "logs").mkdir()
+    (run / "logs" / "loss.jsonl").write_text("".join(
+        json.dumps(dict(step=step, epoch=(step - 1) // 2, loss=0.5, train_seconds=30.0 * step)) + "\n"
+        for step in range(1, 5)))
+    (run / "train_summary.json").write_text(json.dumps(dict(
+        global_step=4, epochs=2, num_images=32, train_seconds=120.0, images_per_s=1.1, hardware="a test machine",
+        software="torch")))
+    (run / "training_config.json").write_text(json.dumps(dict(
+        config="training/configs/mini-sd-quick.yaml", train_batch_size=16, learning_rate=1e-3, caption_dropout=0.1,
+        tokenizer_max_length=16, output_dir=str(run))))
+    return run
+
+
+def test_a_text_to_image_runs_ladder_and_recipe_go_into_its_card(tmp_path):
+    """`sd-course compare RUN` over a text-to-image run's snapshots, then `export RUN --ladder DIR`: ladder.json,
+    ladder.png and a ladder table with prompt accuracy in the card, whose reproduce command names the run's recipe.
+    The ladder scores the training phrasings only, so it does not stand for --metrics (held-out ones are missing)."""
+    from huggingface_hub import ModelCard
+
+    from sd_course.latent.text_to_image import load_text_to_image_pipeline
+    from sd_course.publish.cards import RunRecord, _text_to_image_card
+    from sd_course.publish.export import export_text_to_image
+
+    run = tiny_text_run(tmp_path / "run")
+    ladder = tmp_path / "ladder"
+    assert cli_main(["compare", str(run), "--num_samples", "10", "--num_inference_steps", "2", "--reference",
+                     "builtin:mnist-2k:train", "--num_reference", "100", "--kid_subsets", "2", "--grid_columns", "2",
+                     "--output_dir", str(ladder)]) == 0
+    compared = json.loads((ladder / "compare.json").read_text())
+    rows = compared["results"]
+    assert [(r["epoch"], r["step"], r["guidance_scale"]) for r in rows] == [(1, 2, 2.0), (2, 4, 2.0)]
+
+    out = tmp_path / "mini-sd-tiny"
+    assert cli_main(["export", str(run), "--output", str(out), "--ladder", str(ladder)]) == 0
+    assert json.loads((out / "ladder.json").read_text()) == compared
+    assert (out / "ladder.png").read_bytes() == (ladder / "metrics_vs_epoch.png").read_bytes()
+    text = ModelCard.load(out / "README.md").text
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert "## The epoch ladder: what do more epochs buy?" in text and f", guidance 2, sampled on `{device}`)" in text
+    assert "| recall | classes (min-max %) | prompt accuracy |" in text
+    for r in rows:
+        assert f"| {r['epoch']} | {r['step']} | {r['train_minutes']:.1f} | {r['fid_mnist_classifier']:.1f} |" in text
+        assert [line for line in text.splitlines() if line.startswith(f"| {r['epoch']} | {r['step']} |")][0] \
+            .endswith(f"| {r['prompt_accuracy']:.3f} |")
+    assert ("training/train_text_to_image.py --config training/configs/mini-sd-quick.yaml --dataset_name ylecun/mnist "
+            "--output_dir runs/mini-sd-tiny") in text
+    assert "## Evaluation" not in text and not (out / "metrics.json").exists()
+
+    # a ladder row with every number of the Evaluation table (held-out accuracy too) stands for --metrics
+    compared["results"][1]["prompt_accuracy_heldout"] = 0.5
+    (ladder / "compare.json").write_text(json.dumps(compared))
+    full = export_text_to_image(run, tmp_path / "full", ladder_dir=ladder, seeds=1, show_progress=False)
+    assert "0.500 on held-out phrasings" in ModelCard.load(full / "README.md").text
+    assert json.loads((full / "metrics.json").read_text())["epoch"] == 2
+
+    # no recipe recorded: the shipped mini-SD's; a second stage keeps its two-stage text
+    pipe = load_text_to_image_pipeline(str(run))
+    for config, expected in (({}, "--config training/configs/mini-sd-mnist.yaml --dataset_name ylecun/mnist "
+                                  "--output_dir runs/mini-sd\n"),
+                             ({"config": "x.yaml", "pretrained_model_name_or_path": "runs/mini-sd"},
+                              "--config training/configs/mini-sd-mnist-robust.yaml --pretrained_model_name_or_path")):
+        card = _text_to_image_card(pipe, RunRecord(config=config), None, None, "here", "apache-2.0", None, "m")
+        assert expected in card.text and "x.yaml" not in card.text
+        assert "No ladder: run `sd-course compare RUN" in card.text

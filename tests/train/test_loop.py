@@ -163,6 +163,29 @@ def test_yaml_config_gives_defaults_and_flags_override(tmp_path):
         parse_args(["--config", str(REPO / "training" / "configs" / name)]).validate()
 
 
+def test_the_run_records_its_recipe_and_keeps_it_when_resumed(tmp_path):
+    """training_config.json names the --config the run was started with (repo-relative inside the repo, as given
+    outside), for its model card's reproduce command; a resumed run keeps it, and the file loads back as --config."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("adam_beta1: 0.9\n")
+    out = tmp_path / "run"
+    flags = dict(max_train_steps=1, checkpointing_steps=1)
+    main(["--config", str(recipe), *tiny_run_args(out, **flags)])
+    recorded = json.loads((out / "training_config.json").read_text())
+    assert recorded["config"] == str(recipe) and recorded["adam_beta1"] == 0.9
+    # resumed from its own resolved configuration, then with flags only: still the recipe it started from
+    main(["--config", str(out / "training_config.json"),
+          *tiny_run_args(out, **dict(flags, max_train_steps=2), resume_from_checkpoint="latest")])
+    main(tiny_run_args(out, **dict(flags, max_train_steps=3), resume_from_checkpoint="latest"))
+    recorded = json.loads((out / "training_config.json").read_text())
+    assert recorded["config"] == str(recipe) and recorded["max_train_steps"] == 3
+    assert json.loads((out / "train_summary.json").read_text())["resumed_from_step"] == 2
+    # a recipe of the repo is named from the repo's root, whatever the working directory
+    assert parse_args(["--config", str(REPO / "training" / "configs" / "mnist-quick.yaml")]).config == \
+        "training/configs/mnist-quick.yaml"
+    assert parse_args([]).config is None
+
+
 def test_cli_train_is_the_same_loop(tmp_path):
     from sd_course.app.cli import main as cli
 
