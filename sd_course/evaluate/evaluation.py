@@ -271,8 +271,9 @@ def prompt_accuracy(probs: torch.Tensor, digits: torch.Tensor) -> dict:
 
 def evaluate_text_to_image(model: str, reference: str = DEFAULT_REFERENCE, num_samples: int = 1000, seed: int = 0,
                            scheduler: str | None = TEXT_SCHEDULER, num_inference_steps: int | None = TEXT_STEPS,
-                           guidance_scale: float = 4.0, batch_size: int = 250, num_reference: int | None = None,
-                           classifier: str | None = None, show_progress: bool = True) -> dict:
+                           guidance_scale: float = SampleOptions.guidance_scale, batch_size: int = 250,
+                           num_reference: int | None = None, classifier: str | None = None,
+                           show_progress: bool = True) -> dict:
     """A text-to-image pipeline: prompt accuracy on the training phrasings and on held-out ones, and the usual
     FID / KID / precision / recall of the training-phrasing samples (all ten digits, equally many)."""
     pipe = load_text_to_image_pipeline(model, scheduler)
