@@ -38,9 +38,9 @@ A: Cost. The denoiser runs at every one of the ~25-1000 sampling steps and at ev
    cached) and its decoder once per sample. Rombach et al. 2022 measured the same trade: a down-sampling factor of
    4-8 keeps almost all the quality at a fraction of the compute. On our 28x28 digits the saving is small, and it
    is spent: the shipped mini-SD's U-Net (2.4x the pixel U-Net's parameters) and 77-token text encoder train at
-   [124.7](benchmarks/results/latent_cost.json#latent_images_per_s) images/s against the pixel model's [133.9](benchmarks/results/latent_cost.json#pixel_images_per_s)
-   ([0.93x](benchmarks/results/latent_cost.json#latent_speedup), bf16, 2 CPU cores): latent space buys a larger, text-conditioned model at the
-   pixel model's cost. The factor grows with the image (48x fewer numbers for Stable Diffusion at 512x512).
+   [147.7](benchmarks/results/latent_cost.json#latent_images_per_s) images/s against the pixel model's [129.4](benchmarks/results/latent_cost.json#pixel_images_per_s)
+   ([1.14x](benchmarks/results/latent_cost.json#latent_speedup), bf16, 2 CPU cores): latent space buys a larger, text-conditioned model at about the
+   pixel model's cost per image. The factor grows with the image (48x fewer numbers for Stable Diffusion at 512x512).
 Cmd: python benchmarks/latent_cost.py --output_json benchmarks/results/latent_cost.json
 
 Q: What does the VAE's scaling factor do?
