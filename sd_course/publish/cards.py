@@ -462,16 +462,19 @@ def _vae_card(vae_dir: Path, vae_run: Path | None, vae_metrics: dict | None, loa
     terms = "L1 reconstruction + KL" + (" + a perceptual term" if c.get("perceptual_weight") else "") + \
         (" + a patch discriminator" if c.get("adversarial_weight") else "")
     training = f"Trained by `training/train_vae.py` (`sd_course/latent/autoencoder.py`: {terms}).\n\n"
-    launch = "accelerate launch --num_cpu_threads_per_process 2 training/train_vae.py --config training/configs/{} " \
+    launch = "accelerate launch --num_cpu_threads_per_process 2 training/train_vae.py --config {} " \
              "--dataset_name ylecun/mnist --output_dir {}\n"
-    commands = launch.format("vae-mnist.yaml", "runs/vae-mnist")
+    # the recipe the run recorded (--config), else the first autoencoder's
+    commands = launch.format(c.get("config") or "training/configs/vae-mnist.yaml",
+                             f"runs/{vae_run.name}" if vae_run and c.get("config") else "runs/vae-mnist")
     if c.get("train_parts") == "decoder":
         training = (f"Trained in two stages by `training/train_vae.py` (`sd_course/latent/autoencoder.py`): the whole "
                     f"autoencoder with L1 reconstruction + KL, then its decoder alone with {terms} and the encoder "
                     "frozen (as Stable Diffusion's sd-vae-ft-mse refined SD 1.x's): the latents, their "
                     "`scaling_factor` and the U-Net trained on them did not change. The table is the second stage."
                     "\n\n")
-        commands += launch.format("vae-mnist-decoder.yaml --pretrained_vae runs/vae-mnist", "runs/vae-decoder")
+        commands = launch.format("training/configs/vae-mnist.yaml", "runs/vae-mnist") + launch.format(
+            "training/configs/vae-mnist-decoder.yaml --pretrained_vae runs/vae-mnist", "runs/vae-decoder")
     if record and record.summary:
         s = record.summary
         training += _table([("steps", f"{s['global_step']} ({s['epochs']} epoch(s), batch "
@@ -541,8 +544,10 @@ def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, lice
                      f"{launch} training/configs/mini-sd-mnist-robust.yaml --pretrained_model_name_or_path runs/mini-sd "
                      "--dataset_name ylecun/mnist --output_dir runs/mini-sd-robust\n```\n\n![loss](loss.png)\n")
     elif c.get("config"):  # the recipe (--config) the run was started with, as training recorded it
+        vae = (f" It reads the autoencoder in `{c['vae_name_or_path']}`: train that first (`vae/README.md` says "
+               "how).") if c.get("vae_name_or_path") else ""
         training += ("\nReproduce (the recipe this run was started with; a run continues exactly with "
-                     "`--resume_from_checkpoint latest --num_epochs N`):\n\n```bash\n"
+                     f"`--resume_from_checkpoint latest --num_epochs N`).{vae}\n\n```bash\n"
                      f"{launch} {c['config']} --dataset_name ylecun/mnist --output_dir runs/{name}"
                      "\n```\n\n![loss](loss.png)\n")
     else:

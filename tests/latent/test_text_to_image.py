@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -454,6 +455,16 @@ def test_the_vae_card_tells_a_refined_decoder_from_a_first_autoencoder(tmp_path,
     assert "L1 reconstruction + KL)" in cards["first"] and "encoder frozen" not in cards["first"]
     assert "its decoder alone with L1 reconstruction + KL + a perceptual term" in cards["refined"]
     assert "encoder frozen" in cards["refined"] and "vae-mnist-decoder.yaml --pretrained_vae" in cards["refined"]
+    assert "--config training/configs/vae-mnist.yaml" in cards["first"]  # no recipe recorded: the first one's
+    # a run that recorded its recipe (training_config.json "config", as parse_args writes it) is reproduced by it
+    sharp = tmp_path / "vae-sharp"
+    shutil.copytree(tiny_vae, sharp)
+    record = json.loads((sharp / "training_config.json").read_text())
+    (sharp / "training_config.json").write_text(json.dumps(dict(record, config="training/configs/vae-mnist-sharp.yaml")))
+    assert cli(["export", str(tiny_sd), "--output", str(tmp_path / "sharp"), "--vae_run", str(sharp)]) == 0
+    card = ModelCard.load(tmp_path / "sharp" / "vae" / "README.md").text
+    assert "--config training/configs/vae-mnist-sharp.yaml --dataset_name ylecun/mnist --output_dir runs/vae-sharp" \
+        in card and "vae-mnist.yaml" not in card
 
 
 def test_export_keeps_the_prompt_robustness_result_and_tables_it(tmp_path, tiny_sd):

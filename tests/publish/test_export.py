@@ -320,3 +320,9 @@ def test_a_text_to_image_runs_ladder_and_recipe_go_into_its_card(tmp_path):
         card = _text_to_image_card(pipe, RunRecord(config=config), None, None, "here", "apache-2.0", None, "m")
         assert expected in card.text and "x.yaml" not in card.text
         assert "No ladder: run `sd-course compare RUN" in card.text
+    # a recipe that reads a trained autoencoder says to train that first
+    card = _text_to_image_card(pipe, RunRecord(config={"config": "training/configs/mini-sd-mnist-100.yaml",
+                                                       "vae_name_or_path": "runs/vae-sharp"}),
+                               None, None, "here", "apache-2.0", None, "m").text
+    assert "--config training/configs/mini-sd-mnist-100.yaml --dataset_name ylecun/mnist --output_dir runs/m" in card
+    assert "It reads the autoencoder in `runs/vae-sharp`: train that first" in card
