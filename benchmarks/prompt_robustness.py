@@ -32,6 +32,7 @@ from sd_course.core.errors import InputError
 from sd_course.core.provenance import write_result
 from sd_course.evaluate.evaluation import FLOOR_METRICS, prompt_accuracy, real_data_floor
 from sd_course.evaluate.metrics import features_of, load_feature_extractor, prepare_reference, score_images
+from sd_course.latent.guidance import recommended_guidance
 from sd_course.latent.latent_space import crop_to
 from sd_course.latent.text import DIGIT_WORDS, HELDOUT_TEMPLATES, TRAIN_TEMPLATES
 
@@ -90,7 +91,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--floor", default="ylecun/mnist:train", help="real digits scored like the samples")
     parser.add_argument("--num_per_phrasing", type=int, default=200)
     parser.add_argument("--num_inference_steps", type=int, default=25)
-    parser.add_argument("--guidance_scale", type=float, default=2.0, help="sd-course sample's default")
+    parser.add_argument("--guidance_scale", type=float, default=None,
+                        help="default: the model's, as sd-course sample takes it (the guidance its card recommends)")
     parser.add_argument("--batch_size", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_json", default=None)
@@ -100,6 +102,8 @@ def main(argv=None) -> dict:
                          f"{args.num_per_phrasing}")
     start = time.time()
     pipe = load_plain(args.model)
+    if args.guidance_scale is None:
+        args.guidance_scale = recommended_guidance(args.model)
     extractor = load_feature_extractor()
     ref = prepare_reference(args.reference, extractor, sample_shape=(1, 28, 28), what=f"samples of {args.model!r}")
     n = args.num_per_phrasing

@@ -52,7 +52,7 @@ from sd_course.core.schedulers import (
 )
 from sd_course.core.shipped import find_shipped
 from sd_course.kinds import kind_of
-from sd_course.latent.guidance import generate_from_prompts
+from sd_course.latent.guidance import DEFAULT_GUIDANCE, generate_from_prompts, recommended_guidance
 from sd_course.latent.text import check_prompt
 from sd_course.pixel.inpaint import inpaint
 from sd_course.pixel.pipeline import UnconditionalImagePipeline, generate, load_pipeline, record_trajectory
@@ -146,6 +146,10 @@ class ModelStore:
     def is_text(self, label: str) -> bool:
         return self.kinds.get(label) == "text"
 
+    def guidance(self, label: str) -> float:
+        """The guidance scale the Sample tab starts at for this model: the one its card recommends, else 2."""
+        return recommended_guidance(self.paths[label]) if self.is_text(label) else DEFAULT_GUIDANCE
+
     def _base(self, label: str):
         if label not in self.paths:
             raise InputError(f"unknown model {label!r}; choose one of {self.labels}")
@@ -183,8 +187,9 @@ def _load_text_pipeline(cls, path: str):
 
 
 def sample(store: ModelStore, label: str, scheduler: str, steps, seed, num_images, prompt: str = "",
-           guidance_scale: float = 4.0):
-    """-> (grid PIL image, one-line description). InputError for anything the user can fix."""
+           guidance_scale: float | None = None):
+    """-> (grid PIL image, one-line description). InputError for anything the user can fix. ``guidance_scale``:
+    default, the one the model's card recommends."""
     resolve_scheduler_name(scheduler)
     check_request(steps, num_images)
     num_images = check_positive_int(int(num_images), "num_images")
@@ -198,6 +203,7 @@ def sample(store: ModelStore, label: str, scheduler: str, steps, seed, num_image
     steps = check_num_inference_steps(pipe.scheduler, int(steps))
     notes = []
     if text:
+        guidance_scale = float(guidance_scale) if guidance_scale is not None else store.guidance(label)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             notes = check_prompt(pipe.tokenizer, prompt.strip())  # words it never saw, a prompt cut short
@@ -347,9 +353,9 @@ def build_demo(models: list[str] | None = None, concurrency: int = CONCURRENCY, 
     def on_sample(label, scheduler, steps, seed, num_images, prompt, guidance, progress=gr.Progress(track_tqdm=True)):
         return sample(store, label, scheduler, steps, seed, num_images, prompt, guidance)
 
-    def on_model(label):
+    def on_model(label):  # the prompt and guidance only for a text model, at the guidance its card recommends
         visible = store.is_text(label)
-        return gr.update(visible=visible), gr.update(visible=visible)
+        return gr.update(visible=visible), gr.update(visible=visible, value=store.guidance(label))
 
     @user_error
     def on_denoise(label, scheduler, steps, seed, num_images, progress=gr.Progress(track_tqdm=True)):
@@ -382,7 +388,7 @@ def build_demo(models: list[str] | None = None, concurrency: int = CONCURRENCY, 
                                            elem_id="sample-num-images")
                     prompt = gr.Textbox("", label="Prompt", placeholder="a handwritten digit three",
                                         elem_id="sample-prompt", visible=store.is_text(first))
-                    guidance = Slider(1, 15, value=4, step=0.5, label="Guidance scale",
+                    guidance = Slider(1, 15, value=store.guidance(first), step=0.5, label="Guidance scale",
                                          elem_id="sample-guidance", visible=store.is_text(first))
                     generate_button = gr.Button("Generate", variant="primary", elem_id="sample-generate")
                 with gr.Column(scale=2):

@@ -41,9 +41,9 @@ class SampleOptions:
     prompt: Optional[str] = option(None, 'text-to-image models: what to draw, e.g. "a handwritten seven" or "3"')
     negative_prompt: Optional[str] = option(
         None, "text-to-image models: what to steer away from (replaces the empty prompt)")
-    guidance_scale: float = option(
-        2.0, "text-to-image models: classifier-free guidance, >= 1 (1: none; 2 is best for pipelines/mini-sd-mnist: "
-             "benchmarks/README.md)")
+    guidance_scale: Optional[float] = option(
+        None, "text-to-image models: classifier-free guidance, >= 1 (1: none; default: the guidance the model's card "
+              "recommends, else 2: sd_course/latent/guidance.py)")
     height: Optional[int] = option(None, "text-to-image models: image height (default: the model's own size)")
     width: Optional[int] = option(None, "text-to-image models: image width (default: the model's own size)")
     seed: int = option(0, "same seed -> same images, whatever the batch size")

@@ -55,7 +55,7 @@ from sd_course.evaluate.metrics import (
 from sd_course.gan.dcgan import DCGANGenerator
 from sd_course.gan.dcgan import generate as generate_gan
 from sd_course.kinds import kind_of
-from sd_course.latent.guidance import generate_from_prompts
+from sd_course.latent.guidance import generate_from_prompts, recommended_guidance
 from sd_course.latent.latent_space import crop_to
 from sd_course.latent.text import HELDOUT_TEMPLATES, TRAIN_TEMPLATES, caption
 from sd_course.latent.text_to_image import load_text_to_image_pipeline
@@ -147,14 +147,15 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
              num_reference: int | None = None, kid_subset_size: int | None = None, kid_subsets: int = KID_SUBSETS,
              nearest_k: int = NEAREST_K, classifier: str | None = None, inception_fid_: bool = False,
              inception_weights: str | None = None, output_json: str | None = None, show_progress: bool = True,
-             print_table: bool = True, guidance_scale: float = 4.0, floor: str | None = None,
+             print_table: bool = True, guidance_scale: float | None = None, floor: str | None = None,
              timestep_spacing: str | None = None, device: str = "auto") -> dict:
     """Score a pipeline folder (``model``; ``num_samples`` default 1000) or a folder of images (``samples``).
     A text-to-image pipeline is asked for each digit in turn and also scored on prompt accuracy. ``floor``: real
     images (``NAME_OR_PATH:split``, e.g. the training split when ``reference`` is the test split) scored exactly like
     the samples, as ``result["floor"]``: the best score any generator can reach at this n. ``timestep_spacing``:
     place the sampler's steps so (default: as the pipeline's scheduler config says). ``device``: where the pipeline
-    samples (``"auto"``: the GPU when there is one)."""
+    samples (``"auto"``: the GPU when there is one). ``guidance_scale``: a text-to-image model's (default: the one
+    its card recommends, ``sd_course/latent/guidance.py``)."""
     if (model is None) == (samples is None):
         raise InputError("give exactly one of --model (a pipeline folder) or --samples (a folder of PNG images)")
     _check_counts(num_samples, kid_subset_size)
@@ -271,12 +272,14 @@ def prompt_accuracy(probs: torch.Tensor, digits: torch.Tensor) -> dict:
 
 def evaluate_text_to_image(model: str, reference: str = DEFAULT_REFERENCE, num_samples: int = 1000, seed: int = 0,
                            scheduler: str | None = TEXT_SCHEDULER, num_inference_steps: int | None = TEXT_STEPS,
-                           guidance_scale: float = SampleOptions.guidance_scale, batch_size: int = 250,
+                           guidance_scale: float | None = None, batch_size: int = 250,
                            num_reference: int | None = None, classifier: str | None = None,
                            show_progress: bool = True) -> dict:
     """A text-to-image pipeline: prompt accuracy on the training phrasings and on held-out ones, and the usual
-    FID / KID / precision / recall of the training-phrasing samples (all ten digits, equally many)."""
+    FID / KID / precision / recall of the training-phrasing samples (all ten digits, equally many), guided by
+    ``guidance_scale`` (default: the one the model's card recommends)."""
     pipe = load_text_to_image_pipeline(model, scheduler)
+    guidance_scale = guidance_scale if guidance_scale is not None else recommended_guidance(model)
     steps = num_inference_steps or TEXT_STEPS
     extractor = load_feature_extractor(classifier)
     ref = prepare_reference(reference, extractor, num_reference, show_progress=show_progress,
@@ -551,7 +554,7 @@ def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference:
             kid_subsets: int = KID_SUBSETS, classifier: str | None = None, output_dir: str = "compare",
             grid_columns: int = 8, show_progress: bool = True, floor: str | None = None,
             reuse: str | None = None, timestep_spacing: str | None = None, device: str = "auto",
-            guidance_scale: float = SampleOptions.guidance_scale) -> list[dict]:
+            guidance_scale: float | None = None) -> list[dict]:
     """Score several models with the same seeds; write ``compare.json``, ``compare_grid.png`` and, for training
     runs with ``epoch-XXXX/`` snapshots, ``metrics_vs_epoch.png``. Returns one result dict per entry. ``floor``:
     real images scored the same way once (``real_data_floor``), in ``compare.json`` and drawn in the plot.
@@ -561,12 +564,13 @@ def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference:
     where the pipelines sample (``"auto"``: the GPU when there is one).
 
     A text-to-image model (or run) is sampled as ``sd-course evaluate`` samples it: digit ``i % 10`` asked for in
-    the training phrasings, cropped to 28x28, with ``guidance_scale`` (default 2, the shipped mini-SD's) and, unless
+    the training phrasings, cropped to 28x28, with ``guidance_scale`` (default: the one its card recommends, else 2:
+    ``recommended_guidance``) and, unless
     told otherwise, DPM-Solver++ 25 steps; its rows add ``guidance_scale`` and ``prompt_accuracy``. Unconditional
     models ignore ``guidance_scale``."""
     if not models:
         raise InputError("give at least one model: sd-course compare MODEL [MODEL ...]")
-    if guidance_scale < 1:
+    if guidance_scale is not None and guidance_scale < 1:
         raise InputError(f"--guidance_scale {guidance_scale} is below 1: 1 means no guidance (the conditional model "
                          "alone), larger values follow the prompt more closely (try 2-5)")
     _check_counts(num_samples, kid_subset_size)
@@ -588,7 +592,7 @@ def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference:
     previous = reusable_rows(reuse, reference_summary(ref, extractor), scoring) if reuse else {}
     results, image_sets, reused = [], [], 0
     for entry in tqdm(entries, desc="models", disable=not show_progress or len(entries) == 1):
-        result, weights, digits = None, {}, None
+        result, weights, digits, guidance = None, {}, None, None
         if entry.kind == "samples":
             images = load_sample_folder(entry.path, num_samples)
             sampler = dict(scheduler=None, sampler=None, num_inference_steps=None)
@@ -598,6 +602,7 @@ def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference:
                 pipe = load_text_to_image_pipeline(str(entry.path), scheduler or TEXT_SCHEDULER)
                 pipe = pipe.to(resolve_device(device))
                 shape = (pipe.vae.config.out_channels, 28, 28)  # its samples are cropped to MNIST's 28x28
+                guidance = guidance_scale if guidance_scale is not None else recommended_guidance(entry.path)
             else:
                 pipe = load_pipeline(str(entry.path), scheduler, timestep_spacing, device)
                 shape = pipeline_image_shape(pipe)
@@ -607,13 +612,13 @@ def compare(models: list[str], num_samples: int = 500, seed: int = 0, reference:
             if row is not None:  # scored before: sample the grid's images only (image i has its own seed), and
                 # keep the old scores if these images came from the same sampler
                 images, sampler, _ = _sample_entry(entry, pipe, min(grid_columns, num_samples), seed, scheduler,
-                                                   num_inference_steps, batch_size, eta, guidance_scale, False)
+                                                   num_inference_steps, batch_size, eta, guidance, False)
                 if same_sampler(row, sampler, eta):
                     result = {key: value for key, value in row.items() if key not in ENTRY_KEYS}
                     result["reused_from"], reused = str(reuse), reused + 1
             if result is None:
                 images, sampler, digits = _sample_entry(entry, pipe, num_samples, seed, scheduler,
-                                                        num_inference_steps, batch_size, eta, guidance_scale,
+                                                        num_inference_steps, batch_size, eta, guidance,
                                                         show_progress)
         if result is None:
             result = score_images(images, ref, extractor, seed, kid_subset_size, kid_subsets, show_progress=False)

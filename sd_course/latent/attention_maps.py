@@ -59,7 +59,7 @@ from sd_course.core.plots import evenly_spaced
 from sd_course.core.provenance import relative_to_root, write_result
 from sd_course.core.schedulers import check_num_inference_steps
 from sd_course.core.shipped import find_shipped
-from sd_course.latent.guidance import check_guidance_and_size
+from sd_course.latent.guidance import check_guidance_and_size, recommended_guidance
 from sd_course.latent.text import check_prompt, names_a_digit
 from sd_course.latent.text_to_image import is_text_to_image, load_text_to_image_pipeline
 
@@ -396,10 +396,11 @@ def resolve_model(model: Optional[str]) -> str:
 
 def write_attention_lesson(model: Optional[str] = None, prompt: str = "a handwritten digit seven",
                            output_dir: str = "figures/attention", num_inference_steps: int = 25,
-                           guidance_scale: float = 2.0, seed: int = 0, scheduler: Optional[str] = "ddim",
+                           guidance_scale: Optional[float] = None, seed: int = 0, scheduler: Optional[str] = "ddim",
                            num_rows: int = 4, device: Optional[str] = "auto") -> dict:
     """Sample ``prompt`` once, recording the cross-attention; write attention.png, per_layer.png and attention.json
-    into ``output_dir`` (only those three files are written; nothing is deleted). Returns the numbers."""
+    into ``output_dir`` (only those three files are written; nothing is deleted). Returns the numbers.
+    ``guidance_scale``: default, the one the model's card recommends (``recommended_guidance``)."""
     if not (prompt or "").strip():
         raise InputError('--prompt is empty: the maps show how the words of a prompt are read; give one, e.g. '
                          '--prompt "a handwritten digit seven"')
@@ -407,6 +408,7 @@ def write_attention_lesson(model: Optional[str] = None, prompt: str = "a handwri
         raise InputError(f"--num_rows must be positive, got {num_rows}")
     model = resolve_model(model)
     pipe = load_text_to_image_pipeline(model, scheduler)
+    guidance_scale = guidance_scale if guidance_scale is not None else recommended_guidance(model)
     check_guidance_and_size(pipe, guidance_scale)
     steps = check_num_inference_steps(pipe.scheduler, num_inference_steps)
     check_prompt(pipe.tokenizer, prompt)

@@ -36,10 +36,15 @@ be eps or v (the scheduler's ``prediction_type``): both are linear in the score,
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Optional
 
 import torch
+import yaml
+from huggingface_hub import hf_hub_download
+from huggingface_hub.repocard import metadata_load
 from tqdm.auto import tqdm
 
 from sd_course.core.data import to_uint8
@@ -47,6 +52,46 @@ from sd_course.core.errors import InputError
 from sd_course.core.schedulers import step_accepts
 from sd_course.core.seeds import image_seed
 from sd_course.latent.text import tokenize
+
+
+DEFAULT_GUIDANCE = 2.0  # for a model whose card recommends none: the first mini-SD's best (benchmarks/README.md §8)
+
+
+def recommended_guidance(model: str | Path | None) -> float:
+    """The guidance scale the card of a text-to-image model recommends, else :data:`DEFAULT_GUIDANCE`.
+
+    The best w moves with the model: the epsilon mini-SD was best at 2, a v-prediction one trained on captions with
+    filler words reads its prompt at w = 1 and is over-sharpened at 2 (benchmarks/README.md §8, §15). So the
+    guidance a model was evaluated at travels with it, in the YAML header of its card (``sd-course export`` writes
+    it), where the Hub keeps a model's inference defaults::
+
+        inference:
+          parameters:
+            guidance_scale: 1.5
+
+    ``model``: a pipeline folder (its README.md) or a Hub id (its README.md from the local cache or the Hub). No
+    card, no entry, or a card that cannot be read: the default. ``sd-course sample``, ``evaluate``, ``compare`` and
+    the demo use it when no ``--guidance_scale`` is given."""
+    metadata = _card_metadata(model) if model else None
+    parameters = ((metadata or {}).get("inference") or {})
+    value = parameters.get("parameters", {}).get("guidance_scale") if isinstance(parameters, dict) else None
+    if value is None:
+        return DEFAULT_GUIDANCE
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
+        warnings.warn(f"the card of {model} recommends guidance_scale {value!r}, which is not a number >= 1; "
+                      f"using {DEFAULT_GUIDANCE:g} (pass --guidance_scale to choose)", stacklevel=2)
+        return DEFAULT_GUIDANCE
+    return float(value)
+
+
+def _card_metadata(model: str | Path) -> Optional[dict]:
+    """The YAML header of a model's README.md (a folder's own, else a Hub repo's), or None."""
+    folder = Path(str(model)).expanduser()
+    try:
+        card = folder / "README.md" if folder.is_dir() else Path(hf_hub_download(str(model), "README.md"))
+        return metadata_load(card) if card.is_file() else None
+    except (OSError, ValueError, yaml.YAMLError):  # no card, offline, not a Hub id, a broken header: no advice
+        return None
 
 
 def check_guidance_and_size(pipe, guidance_scale: float, height: Optional[int] = None,

@@ -7,7 +7,7 @@ from sd_course.core.errors import InputError
 from sd_course.core.kind import ModelKind, read_config
 from sd_course.core.schedulers import check_num_inference_steps
 from sd_course.latent.autoencoder import load_vae
-from sd_course.latent.guidance import check_guidance_and_size, generate_from_prompts
+from sd_course.latent.guidance import check_guidance_and_size, generate_from_prompts, recommended_guidance
 from sd_course.latent.text import check_prompt
 from sd_course.latent.text_to_image import is_text_to_image, load_text_to_image_pipeline
 
@@ -18,17 +18,19 @@ def load(model: str, options):
 
 
 def sample(pipe, num_images: int, options, show_progress: bool = True):
-    """``num_images`` images of ``options.prompt``, guided by ``options.guidance_scale``; a word the model never saw
-    or a prompt longer than the text encoder reads is reported (a warning), then drawn all the same."""
+    """``num_images`` images of ``options.prompt``, guided by ``options.guidance_scale`` (default: the guidance the
+    model's card recommends); a word the model never saw or a prompt longer than the text encoder reads is reported
+    (a warning), then drawn all the same."""
     if not (options.prompt or "").strip():
         raise InputError("--prompt is empty: say which digit you want, e.g. --prompt \"the number 3\" (an empty prompt "
                          "is the unconditional model; guidance needs something to follow)")
-    check_guidance_and_size(pipe, options.guidance_scale, options.height, options.width)
+    guidance = options.guidance_scale if options.guidance_scale is not None else recommended_guidance(pipe.name_or_path)
+    check_guidance_and_size(pipe, guidance, options.height, options.width)
     for text, what in ((options.prompt, "prompt"), (options.negative_prompt, "negative prompt")):
         if text:
             check_prompt(pipe.tokenizer, text, what)
     steps = check_num_inference_steps(pipe.scheduler, options.num_inference_steps)
-    return generate_from_prompts(pipe, [options.prompt], num_images, steps, options.guidance_scale,
+    return generate_from_prompts(pipe, [options.prompt], num_images, steps, guidance,
                                  options.negative_prompt, options.seed, options.batch_size,
                                  show_progress=show_progress, height=options.height, width=options.width)
 

@@ -43,8 +43,8 @@ Cmd: sd-course sample --model pipelines/mini-sd-mnist --prompt "a handwritten se
 
 Q: What does classifier-free guidance compute, and why does it work?
 A: ``eps = eps_uncond + g (eps_cond - eps_uncond)``, with ``eps_uncond = eps_theta(z_t, t, "")``,
-   ``eps_cond = eps_theta(z_t, t, c)`` and g diffusers' ``guidance_scale`` (2 by default in ``sd-course sample``, 4
-   for the training grids). Ho & Salimans write the same thing as ``(1 + w) eps_cond - w eps_uncond``: their w is
+   ``eps_cond = eps_theta(z_t, t, c)`` and g diffusers' ``guidance_scale`` (in ``sd-course sample``, the one the
+   model's card recommends, else 2: ``recommended_guidance`` in sd_course/latent/guidance.py). Ho & Salimans write the same thing as ``(1 + w) eps_cond - w eps_uncond``: their w is
    ``guidance_scale - 1``, and their w = 0 is g = 1, plain conditional sampling. Since
    ``eps_theta(z_t) = -sqrt(1 - abar_t) grad log p_t(z_t)`` (the score), Bayes' rule
    ``log p_t(z_t | c) = log p_t(c | z_t) + log p_t(z_t) - log p(c)`` gives

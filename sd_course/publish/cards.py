@@ -30,6 +30,7 @@ from sd_course.core.shipped import find_shipped
 from sd_course.evaluate.evaluation import TABLE_METRICS
 from sd_course.evaluate.metrics import FEATURE_NAME
 from sd_course.kinds import kind_of
+from sd_course.latent.guidance import DEFAULT_GUIDANCE
 from sd_course.latent.kind import AUTOENCODER, TEXT_TO_IMAGE
 from sd_course.latent.text import known_words
 from sd_course.pixel.kind import DDPM
@@ -431,9 +432,6 @@ def render_card(facts: dict, data, name: str, summary: str, limitations: str, te
                                    summary=summary, limitations=limitations, **facts)
 
 
-GRID_GUIDANCE = 2.0  # the guidance of the card's grid: the best FID with full prompt accuracy (guidance sweep)
-
-
 VAE_TEMPLATE = "model_cards/diffusers-model.md"
 
 
@@ -508,11 +506,20 @@ TEXT_CARD_METRICS = ("prompt_accuracy", "prompt_accuracy_heldout", f"fid_{FEATUR
                      f"recall_{FEATURE_NAME}", "n", "scheduler", "num_inference_steps", "guidance_scale", "seed")
 
 
+def card_guidance(metrics: dict | None) -> float:
+    """The guidance a text-to-image card recommends: the one its evaluation was measured at (the guidance sweep
+    chooses it: ``sd-course evaluate --guidance_scale W``), else :data:`DEFAULT_GUIDANCE`."""
+    return float(metrics["guidance_scale"]) if metrics and metrics.get("guidance_scale") else DEFAULT_GUIDANCE
+
+
 def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, license, dataset_id, name,
                         robustness=None, ladder=None):
     """The card of a text-to-image export (``model_cards/text-to-image.md``). ``ladder``: the ``compare.json`` of
     ``sd-course compare`` over the run's snapshots, tabled as the card's epoch ladder. The reproduce command names
-    the recipe the run recorded (``config`` in its training_config.json), else the shipped mini-SD's."""
+    the recipe the run recorded (``config`` in its training_config.json), else the shipped mini-SD's. With metrics,
+    the YAML header recommends the guidance they were measured at (``inference: parameters: guidance_scale``), which
+    ``sd-course sample`` / ``evaluate`` / the demo then use by default (``recommended_guidance``)."""
+    guidance = card_guidance(metrics)
     s, c = record.summary or {}, record.config or {}
     components = "".join(f"| `{n}` | `{type(getattr(pipe, n)).__name__}` | "
                          f"{count_parameters(getattr(pipe, n)) / 1e6:.2f}M |\n"
@@ -581,16 +588,18 @@ def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, lice
     if robustness:
         training += robustness_table(robustness)
     data = hub_metadata(TEXT_TO_IMAGE, name, dataset_id, license, results)
+    if metrics:
+        data.inference = {"parameters": {"guidance_scale": guidance}}
     summary = ("A mini Stable Diffusion trained from scratch on a CPU with sd_course: every part (autoencoder, "
                "tokenizer, text encoder, U-Net) was trained here on MNIST, offline. Ask for a digit in words or "
                "numerals (\"a handwritten digit seven\", \"the number 3\", \"7\")" +
                (", in any phrasing (\"draw me a 7, please\"): it was trained to ignore words it never saw"
                 if c.get("filler_captions") else "") + ".\n\n"
                "![rows: seeds 0-3; columns: \"a handwritten digit zero\" ... \"nine\"; DPM-Solver++ 25 steps, "
-               f"guidance {GRID_GUIDANCE:g}](samples.png)")
+               f"guidance {guidance:g}](samples.png)")
     return ModelCard.from_template(
         data, template_path=str(find_template(T2I_TEMPLATE)), model_name=name, summary=summary,
-        load_path=load_path, example_prompt="a handwritten digit seven",
+        load_path=load_path, example_prompt="a handwritten digit seven", guidance_scale=f"{guidance:g}",
         component_list="`vae/`, `tokenizer/`, `text_encoder/`, `unet/`, `scheduler/`; no safety checker",
         components=components.rstrip("\n"), training=training,
         ladder=ladder_markdown(ladder, (ladder or {}).get("floor") or (metrics or {}).get("floor")),

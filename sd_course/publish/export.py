@@ -46,7 +46,6 @@ from sd_course.latent.text_to_image import load_text_to_image_pipeline
 from sd_course.pixel.pipeline import generate, load_pipeline
 from sd_course.publish.cards import (
     DEFAULT_LIMITATIONS,
-    GRID_GUIDANCE,
     T2I_TEMPLATE,
     TEXT_CARD_METRICS,
     VAE_TEMPLATE,
@@ -56,6 +55,7 @@ from sd_course.publish.cards import (
     _vae_card,
     card_data,
     card_facts,
+    card_guidance,
     find_template,
     grid_facts,
     metrics_from_ladder,
@@ -258,7 +258,8 @@ def export_text_to_image(run_dir: str | Path, output: str | Path, metrics_json: 
         pipe = load_text_to_image_pipeline(str(staging))  # the folder's own scheduler, for the card
         sampler = load_text_to_image_pipeline(str(staging), "dpm++").to(resolve_device(device))
         prompts = [caption(d, "a handwritten digit {word}") for d in range(10)]
-        rows = [generate_from_prompts(sampler, prompts, 1, 25, GRID_GUIDANCE, seed=seed) for seed in range(seeds)]
+        guidance = card_guidance(metrics)  # the card's recommendation, as its example and the Hub widget use it
+        rows = [generate_from_prompts(sampler, prompts, 1, 25, guidance, seed=seed) for seed in range(seeds)]
         save_grid(torch.cat(rows), staging / "samples.png", cols=10)
         _vae_card(staging / "vae", Path(vae_run) if vae_run else None, vae_metrics, f"{load_path}/vae", license,
                   dataset_id).save(staging / "vae" / "README.md")

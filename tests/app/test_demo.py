@@ -35,7 +35,10 @@ gradio = pytest.importorskip("gradio", reason="gradio is not installed: pip inst
 def tiny_sd(tmp_path_factory) -> Path:
     from tiny_pipelines import tiny_stable_diffusion
 
-    return tiny_stable_diffusion(tmp_path_factory.mktemp("models") / "tiny-sd")
+    folder = tiny_stable_diffusion(tmp_path_factory.mktemp("models") / "tiny-sd")
+    # its card recommends a guidance scale, as `sd-course export` writes it: the demo starts its slider there
+    (folder / "README.md").write_text("---\ninference:\n  parameters:\n    guidance_scale: 3.5\n---\n# tiny-sd\n")
+    return folder
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -51,7 +54,9 @@ def test_demo_functions_and_their_errors(tiny_sd, tmp_path):
     grid, info = demo.sample(store, "analytic:mnist (exact denoiser)", "dpm++", 5, 0, 4)
     assert grid.size == (232, 232) and "DPMSolverMultistepScheduler, 5 steps" in info
     grid, info = demo.sample(store, "tiny-sd", "euler", 2, 0, 2, prompt="a 3")
-    assert grid.size == (232, 116) and "prompt 'a 3'" in info
+    assert grid.size == (232, 116) and "prompt 'a 3', guidance 3.5," in info  # the card's recommendation
+    assert store.guidance("tiny-sd") == 3.5 and store.guidance("analytic:mnist (exact denoiser)") == 2.0
+    assert "guidance 1.5," in demo.sample(store, "tiny-sd", "euler", 2, 0, 1, prompt="a 3", guidance_scale=1.5)[1]
     with pytest.raises(InputError, match="type a prompt"):
         demo.sample(store, "tiny-sd", "euler", 2, 0, 2, prompt="  ")
     with pytest.raises(InputError, match="--num_inference_steps must be at least 1"):
@@ -216,6 +221,8 @@ def test_demo_in_a_browser(demo_server, tmp_path):
             page.get_by_role("tab", name="Sample").click()
             _choose(page, "sample-model", "tiny-sd")
             page.wait_for_selector("#sample-prompt textarea", timeout=30_000)
+            page.wait_for_function("document.querySelector('#sample-guidance input[type=number]')?.value === '3.5'",
+                                   timeout=30_000)  # the slider moved to the guidance tiny-sd's card recommends
             page.click("#sample-generate")
             message = page.get_by_text("type a prompt: this is a text-to-image model")
             message.first.wait_for(timeout=60_000)

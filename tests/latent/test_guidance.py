@@ -12,9 +12,11 @@ from diffusers import DDPMScheduler
 from sd_course.core.data import to_uint8
 from sd_course.core.errors import InputError
 from sd_course.core.models import build_conditional_unet, build_text_encoder, build_vae
+from sd_course.core.options import SampleOptions
 from sd_course.core.schedulers import make_scheduler
 from sd_course.core.seeds import image_seed
-from sd_course.latent.guidance import generate_from_prompts, guided_sample
+from sd_course.latent.guidance import DEFAULT_GUIDANCE, generate_from_prompts, guided_sample, recommended_guidance
+from sd_course.latent.kind import TEXT_TO_IMAGE
 from sd_course.latent.text import digit_prompts, train_tokenizer
 from sd_course.latent.text_to_image import load_text_to_image_pipeline, make_pipeline
 
@@ -117,6 +119,35 @@ def test_guidance_scale_one_is_the_conditional_prediction_alone(tiny_pipe):
         assert float((same - plain[:1]).abs().max()) < TOLERANCE
     # ... and guidance really does something otherwise.
     assert float((guided - plain).abs().max()) > 1e-2
+
+
+def test_the_guidance_a_card_recommends_is_the_default(tiny_pipe, tmp_path):
+    """A model's card may recommend its guidance (``inference: parameters: guidance_scale`` in its YAML header, as
+    `sd-course export` writes it): sampling without --guidance_scale uses it. No card, no entry, a value that is no
+    guidance scale, or a header that is not YAML: the default, 2."""
+    folder = tmp_path / "model"
+    tiny_pipe.save_pretrained(folder)
+    card = folder / "README.md"
+    assert recommended_guidance(folder) == DEFAULT_GUIDANCE == 2.0  # no card
+    for text in ("# a card without a header\n", "---\nlicense: mit\n---\n", "---\ninference: true\n---\n",
+                 "---\ninference: [unclosed\n---\n"):
+        card.write_text(text)
+        assert recommended_guidance(folder) == 2.0, text
+    card.write_text("---\ninference:\n  parameters:\n    guidance_scale: 0.5\n---\n")
+    with pytest.warns(UserWarning, match="recommends guidance_scale 0.5, which is not a number >= 1; using 2"):
+        assert recommended_guidance(folder) == 2.0
+    assert recommended_guidance(tmp_path / "missing") == 2.0  # neither a folder nor a Hub id: no advice, no error
+
+    card.write_text("---\ninference:\n  parameters:\n    guidance_scale: 3.5\n---\n# model\n")
+    assert recommended_guidance(folder) == recommended_guidance(str(folder)) == 3.5
+    pipe = TEXT_TO_IMAGE.load(str(folder), SampleOptions(scheduler="ddim", device="cpu"))
+
+    def draw(guidance_scale):
+        options = SampleOptions(prompt="the number 3", num_inference_steps=3, guidance_scale=guidance_scale)
+        return TEXT_TO_IMAGE.sample(pipe, 2, options, show_progress=False)
+
+    default = draw(None)
+    assert torch.equal(default, draw(3.5)) and not torch.equal(default, draw(2.0))
 
 
 def test_one_generator_per_image_is_required(tiny_pipe):

@@ -11,6 +11,7 @@ from conftest import tiny_run_args
 
 from sd_course.app.cli import main as cli_main
 from sd_course.core.errors import InputError
+from sd_course.latent.guidance import recommended_guidance
 
 
 @pytest.fixture(scope="module")
@@ -304,12 +305,19 @@ def test_a_text_to_image_runs_ladder_and_recipe_go_into_its_card(tmp_path):
             "--output_dir runs/mini-sd-tiny") in text
     assert "## Evaluation" not in text and not (out / "metrics.json").exists()
 
-    # a ladder row with every number of the Evaluation table (held-out accuracy too) stands for --metrics
-    compared["results"][1]["prompt_accuracy_heldout"] = 0.5
+    assert "guidance_scale=2)" in text and "inference" not in ModelCard.load(out / "README.md").data.to_dict()
+
+    # a ladder row with every number of the Evaluation table (held-out accuracy too) stands for --metrics; the card
+    # then recommends the guidance those numbers were measured at, where sd-course and the Hub read it
+    compared["results"][1].update(prompt_accuracy_heldout=0.5, guidance_scale=3.0)
     (ladder / "compare.json").write_text(json.dumps(compared))
     full = export_text_to_image(run, tmp_path / "full", ladder_dir=ladder, seeds=1, show_progress=False)
-    assert "0.500 on held-out phrasings" in ModelCard.load(full / "README.md").text
+    card = ModelCard.load(full / "README.md")
+    assert "0.500 on held-out phrasings" in card.text
     assert json.loads((full / "metrics.json").read_text())["epoch"] == 2
+    assert card.data.to_dict()["inference"] == {"parameters": {"guidance_scale": 3.0}}
+    assert 'num_inference_steps=25, guidance_scale=3).images[0]' in card.text and "guidance 3](samples.png)" in card.text
+    assert recommended_guidance(full) == 3.0
 
     # no recipe recorded: the shipped mini-SD's; a second stage keeps its two-stage text
     pipe = load_text_to_image_pipeline(str(run))
