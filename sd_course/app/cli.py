@@ -15,7 +15,7 @@
     sd-course inpaint    --model pipelines/ddpm-mnist --image digit.png --mask mask.png --output filled.png
     sd-course predictions --model pipelines/ddpm-mnist --output_dir figs/   # v, eps, x_0 at each t; loss vs the exact denoiser
     sd-course questions  --check            (or --write: regenerate docs/questions.md)
-    sd-course results    check              (or write, list, rerun ID: the numbers the prose quotes)
+    sd-course results    check              (or write, list, rerun ID, retire ID: the numbers the prose quotes)
     sd-course handout    --output_dir handout/
     sd-course derivations --output derivations.docx
     sd-course push       pipelines/ddpm-mnist --repo_id YOUR_NAME/ddpm-mnist
@@ -539,11 +539,15 @@ def _add_questions(sub):
 
 def _add_results(sub):
     p = sub.add_parser("results", help="the measured numbers the prose quotes: check, re-render, list, re-run one")
-    p.add_argument("action", choices=["check", "write", "list", "rerun"],
+    p.add_argument("action", choices=["check", "write", "list", "rerun", "retire"],
                    help="check: every quoted number equals its result and no result is stale; write: re-render "
-                        "them; list: every result with its date, machine and status; rerun ID: measure it again")
-    p.add_argument("result", nargs="?", default=None, help="for rerun: the result's id (see `sd-course results list`)")
+                        "them; list: every result with its date, machine and status; rerun ID: measure it again; "
+                        "retire ID --to FILE --reason TEXT: keep a copy of a result about a model no longer shipped")
+    p.add_argument("result", nargs="?", default=None,
+                   help="for rerun and retire: the result's id (see `sd-course results list`)")
     p.add_argument("--keep", default=None, help="for rerun: write the new result here instead of a temporary file")
+    p.add_argument("--to", default=None, help="for retire: the new result file, e.g. benchmarks/results/first_X.json")
+    p.add_argument("--reason", default=None, help="for retire: what it measured and why it is kept")
 
     def run(args):
         numbers = deferred("sd_course.app.numbers")
@@ -552,6 +556,17 @@ def _add_results(sub):
             for row in numbers.list_results():
                 print(f"{row['id']}: {row['date']}, {row['device']}, quoted {row['quoted']}x, {row['status']}")
                 print(f"    {row['command'] or '(no command recorded)'}")
+            return
+        if args.action == "retire":
+            if not (args.result and args.to):
+                raise InputError("retire needs a result id and --to, e.g. `sd-course results retire "
+                                 "pipelines/mini-sd-mnist/metrics.json --to benchmarks/results/first_mini_sd.json "
+                                 "--reason \"the first mini-SD, no longer shipped\"`")
+            try:
+                written = numbers.retire(args.result, args.to, args.reason or "")
+            except numbers.QuoteError as e:
+                raise InputError(str(e)) from e
+            print(f"wrote {written} (retired: {args.reason.strip()}); point the quotes of the old model to it")
             return
         if args.action == "rerun":
             if not args.result:

@@ -4,6 +4,8 @@
     sd-course results write          # re-render every quoted number from its result
     sd-course results list           # each result: when, where, on what, how often quoted, current or stale
     sd-course results rerun mini_sd_quick     # run its recorded command again: does each quoted number still hold?
+    sd-course results retire pipelines/mini-sd-mnist-epoch10/prompt_robustness.json \
+        --to benchmarks/results/first_mini_sd_prompt_robustness.json --reason "the first mini-SD, no longer shipped"
 
 A quote is a Markdown link whose text is the number and whose target is a result file and a key:
 
@@ -20,6 +22,8 @@ in the link text (``%``, ``x``, `` min``) is kept.
 
 A result is *stale* when a file it was measured on (its ``provenance.inputs``: weights, recipe, classifier) has
 changed since: the number may still be right, but nothing shows it any more (``sd-course results rerun ID``).
+A result about a model the course no longer ships (the "before" of a lesson) is *retired* instead: a copy that says
+why (``provenance.retired``), keeps the hashes of what it was measured on, and is never stale and never re-run.
 """
 
 from __future__ import annotations
@@ -154,7 +158,9 @@ def load_result(path: Path) -> dict:
 
 
 def stale_inputs(record: dict, root: Path = SOURCE_ROOT) -> list[str]:
-    """The inputs of a result that changed (or disappeared) since it was measured."""
+    """The inputs of a result that changed (or disappeared) since it was measured (none for a retired result)."""
+    if (record.get("provenance") or {}).get("retired"):
+        return []
     changed = []
     for rel, digest in (record.get("provenance") or {}).get("inputs", {}).items():
         path = root / rel
@@ -236,9 +242,10 @@ def list_results(root: Path = SOURCE_ROOT) -> list[dict]:
         record = json.loads(path.read_text(encoding="utf-8"))
         prov = record["provenance"]
         stale = stale_inputs(record, root)
+        status = f"retired: {prov['retired']}" if prov.get("retired") else "stale: " + ", ".join(stale) if stale \
+            else "current"
         rows.append(dict(id=result_id(path, root), date=prov.get("date"), device=prov.get("device"),
-                         quoted=sum(q.result_file(root) == path.resolve() for q in quotes),
-                         status="stale: " + ", ".join(stale) if stale else "current",
+                         quoted=sum(q.result_file(root) == path.resolve() for q in quotes), status=status,
                          command=format_argv(prov["argv"]) if prov.get("argv") else None))
     return rows
 
@@ -256,6 +263,9 @@ def rerun(result: str, root: Path = SOURCE_ROOT, keep: str | None = None) -> tup
     path = find_result(result, root)
     record = json.loads(path.read_text(encoding="utf-8"))
     prov = record["provenance"]
+    if prov.get("retired"):
+        raise QuoteError(f"{result_id(path, root)} is retired ({prov['retired']}): what it measured is no longer "
+                         "shipped, so it cannot be re-run; quote a current result instead")
     if not prov.get("argv"):
         raise QuoteError(f"{result_id(path, root)} records no command to re-run")
     keys = sorted({q.key for q in find_quotes(root) if q.result_file(root) == path.resolve()})
@@ -290,3 +300,28 @@ def rerun(result: str, root: Path = SOURCE_ROOT, keep: str | None = None) -> tup
     if not keys:
         lines.append("no number of it is quoted anywhere")
     return holds, lines
+
+
+def retire(result: str, to: str | Path, reason: str, root: Path = SOURCE_ROOT) -> Path:
+    """Copy a result to ``to`` (a new JSON file among the results) as *retired*: ``provenance.retired = reason``.
+
+    For the numbers a lesson quotes about a model that is about to be replaced (the first mini-SD's unseen-word
+    failure, say): the copy keeps every number and the hashes of the weights it was measured on, is never stale
+    (those weights are gone by design) and cannot be re-run. Nothing is deleted: the original stays where it is, for
+    the new model's export to replace. Re-point the quotes of the old model to the copy."""
+    source = find_result(result, root)
+    if not reason or not reason.strip():
+        raise QuoteError("--reason is empty: say what the result measured and why it is kept, e.g. \"the first "
+                         "mini-SD (14 epochs), replaced by the 100-epoch one\"")
+    target = Path(to) if Path(to).is_absolute() else root / to
+    if target.suffix != ".json" or not any(target.resolve().is_relative_to((root / d).resolve())
+                                           for d in RESULT_DIRS):
+        raise QuoteError(f"--to {to}: a retired result is a .json file under {', '.join(RESULT_DIRS)}, e.g. "
+                         f"benchmarks/results/first_{source.stem}.json")
+    if target.exists():
+        raise QuoteError(f"--to {to} exists already; choose a new name (nothing was written)")
+    record = load_result(source)
+    record["provenance"]["retired"] = reason.strip()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return target

@@ -201,3 +201,34 @@ def test_results_cli_lists_and_refuses_a_rerun_without_an_id(capsys):
     assert "mini_sd_quick:" in capsys.readouterr().out
     assert cli(["results", "rerun"]) == 2
     assert "rerun needs a result id" in capsys.readouterr().err
+
+
+def test_a_retired_result_keeps_its_numbers_and_is_never_stale(tmp_path, capsys):
+    """`sd-course results retire`: a copy of a result about a model that is about to be replaced (the "before" of a
+    lesson), marked with why it is kept. Its quotes still check, the changed weights do not make it stale, it cannot
+    be re-run, and the original stays where it was."""
+    root = make_course(tmp_path)
+    original = (root / "benchmarks/results/quick.json").read_text()
+    with pytest.raises(numbers.QuoteError, match="--reason is empty"):
+        numbers.retire("quick", "benchmarks/results/first_quick.json", " ", root=root)
+    with pytest.raises(numbers.QuoteError, match="a .json file under benchmarks/results"):
+        numbers.retire("quick", "notes/first_quick.json", "the first recipe", root=root)
+    with pytest.raises(numbers.QuoteError, match="exists already"):
+        numbers.retire("quick", "benchmarks/results/quick.json", "the first recipe", root=root)
+    retired = numbers.retire("quick", "benchmarks/results/first_quick.json", "the first recipe, replaced", root=root)
+    assert (root / "benchmarks/results/quick.json").read_text() == original  # nothing deleted or changed
+    record = json.loads(retired.read_text())
+    assert record["provenance"]["retired"] == "the first recipe, replaced"
+    assert record["rows"] == json.loads(original)["rows"] and record["provenance"]["inputs"]  # hashes kept
+
+    # the model changes; the quotes pointed at the retired copy still check, those at the original go stale
+    (root / "docs" / "history.md").write_text("It was [50.9](../benchmarks/results/first_quick.json#rows.0.fid).\n")
+    (root / "recipe.yaml").write_text("num_epochs: 4\n")
+    problems = numbers.check_quotes(root)
+    assert problems and not any("first_quick" in p for p in problems) and all("quick.json is stale" in p for p in problems)
+    status = {row["id"]: row["status"] for row in numbers.list_results(root)}
+    assert status == {"first_quick": "retired: the first recipe, replaced", "quick": "stale: recipe.yaml (changed)"}
+    with pytest.raises(numbers.QuoteError, match="first_quick is retired .*cannot be re-run"):
+        numbers.rerun("first_quick", root=root)
+    assert cli(["results", "retire", "quick"]) == 2
+    assert "retire needs a result id and --to" in capsys.readouterr().err
