@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors.torch import load_file
 
@@ -386,7 +387,10 @@ def card_facts(run: Path, record: RunRecord, metrics: dict | None, load_path: st
                    + f"; {summary.get('images_per_s', '?')} images/s",
         hardware=hardware or summary.get("hardware", "unknown"),
         software=summary.get("software", "unknown"),
-        train_command=train_command or "sd-course train --config training_config.json  # the resolved configuration",
+        train_command=train_command or (
+            recipe_command("training/train_unconditional.py", cfg["config"], cfg, f"runs/{Path(load_path).name}",
+                           dataset_id) + "  # the recipe this run was started with" if cfg.get("config")
+            else "sd-course train --config training_config.json  # the resolved configuration"),
         evaluation=evaluation_markdown(metrics, per_epoch),
         ladder=ladder_markdown(ladder, (ladder or {}).get("floor") or (metrics or {}).get("floor")),
         samplers=samplers_markdown(samplers, _floor_fid((metrics or {}).get("floor"),
@@ -439,6 +443,27 @@ def _table(rows: list[tuple[str, str]]) -> str:
     return "| | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
 
 
+LAUNCH = "accelerate launch --num_cpu_threads_per_process 2"
+
+
+def recipe_command(script: str, recipe: str, recorded: dict, output_dir: str, dataset_id: str | None) -> str:
+    """How a card says to reproduce a run: ``accelerate launch ... SCRIPT --config RECIPE --output_dir DIR``, with
+    ``--dataset_name`` only where the run read other data than its recipe names (a local copy of a Hub dataset:
+    then ``dataset_id``, the Hub's name of it). ``recorded``: the run's training_config.json."""
+    used, named = recorded.get("dataset_name"), _recipe_dataset(recipe)
+    data = f" --dataset_name {dataset_id or used}" if used is not None and used != named else ""
+    return f"{LAUNCH} {script} --config {recipe}{data} --output_dir {output_dir}"
+
+
+def _recipe_dataset(recipe: str) -> str | None:
+    """The ``dataset_name`` a recipe (a repo-relative YAML path) names, or None where it cannot be read."""
+    path = find_shipped(recipe.split()[0])
+    try:
+        return (yaml.safe_load(path.read_text()) or {}).get("dataset_name") if path and path.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return None
+
+
 def _vae_card(vae_dir: Path, vae_run: Path | None, vae_metrics: dict | None, load_path: str, license: str,
               dataset_id: str | None):
     """The card of the pipeline's ``vae/`` (an AutoencoderKL of its own, loadable and pushable alone)."""
@@ -460,19 +485,19 @@ def _vae_card(vae_dir: Path, vae_run: Path | None, vae_metrics: dict | None, loa
     terms = "L1 reconstruction + KL" + (" + a perceptual term" if c.get("perceptual_weight") else "") + \
         (" + a patch discriminator" if c.get("adversarial_weight") else "")
     training = f"Trained by `training/train_vae.py` (`sd_course/latent/autoencoder.py`: {terms}).\n\n"
-    launch = "accelerate launch --num_cpu_threads_per_process 2 training/train_vae.py --config {} " \
-             "--dataset_name ylecun/mnist --output_dir {}\n"
     # the recipe the run recorded (--config), else the first autoencoder's
-    commands = launch.format(c.get("config") or "training/configs/vae-mnist.yaml",
-                             f"runs/{vae_run.name}" if vae_run and c.get("config") else "runs/vae-mnist")
+    commands = recipe_command("training/train_vae.py", c.get("config") or "training/configs/vae-mnist.yaml", c,
+                              f"runs/{vae_run.name}" if vae_run and c.get("config") else "runs/vae-mnist",
+                              dataset_id) + "\n"
     if c.get("train_parts") == "decoder":
         training = (f"Trained in two stages by `training/train_vae.py` (`sd_course/latent/autoencoder.py`): the whole "
                     f"autoencoder with L1 reconstruction + KL, then its decoder alone with {terms} and the encoder "
                     "frozen (as Stable Diffusion's sd-vae-ft-mse refined SD 1.x's): the latents, their "
                     "`scaling_factor` and the U-Net trained on them did not change. The table is the second stage."
                     "\n\n")
-        commands = launch.format("training/configs/vae-mnist.yaml", "runs/vae-mnist") + launch.format(
-            "training/configs/vae-mnist-decoder.yaml --pretrained_vae runs/vae-mnist", "runs/vae-decoder")
+        commands = "".join(recipe_command("training/train_vae.py", recipe, c, out, dataset_id) + "\n" for recipe, out in (
+            ("training/configs/vae-mnist.yaml", "runs/vae-mnist"),
+            ("training/configs/vae-mnist-decoder.yaml --pretrained_vae runs/vae-mnist", "runs/vae-decoder")))
     if record and record.summary:
         s = record.summary
         training += _table([("steps", f"{s['global_step']} ({s['epochs']} epoch(s), batch "
@@ -542,26 +567,27 @@ def _text_to_image_card(pipe, record: RunRecord, metrics, sweep, load_path, lice
         ("CPU-minutes", f"{_minutes(s.get('train_seconds'))} of optimisation ({s.get('images_per_s')} images/s)"),
         ("hardware", s.get("hardware", "?")), ("software", s.get("software", "?")),
         ("final loss", f"{_mean_last(record.losses) or float('nan'):.4f} (mean of the last 100 steps)")])
-    launch = "accelerate launch --num_cpu_threads_per_process 2 training/train_text_to_image.py --config"
+    script = "training/train_text_to_image.py"
     if c.get("pretrained_model_name_or_path"):  # a second stage, started from another pipeline
         training += (f"\nThis run started from `{c['pretrained_model_name_or_path']}`, a pipeline trained from scratch "
                      "(its card says how). Reproduce both stages (a run continues exactly with "
                      "`--resume_from_checkpoint latest --num_epochs N`):\n\n```bash\n"
-                     f"{launch} training/configs/mini-sd-mnist.yaml --dataset_name ylecun/mnist --output_dir runs/mini-sd\n"
-                     f"{launch} training/configs/mini-sd-mnist-robust.yaml --pretrained_model_name_or_path runs/mini-sd "
-                     "--dataset_name ylecun/mnist --output_dir runs/mini-sd-robust\n```\n\n![loss](loss.png)\n")
+                     + recipe_command(script, "training/configs/mini-sd-mnist.yaml", c, "runs/mini-sd", dataset_id)
+                     + "\n" + recipe_command(script, "training/configs/mini-sd-mnist-robust.yaml "
+                                            "--pretrained_model_name_or_path runs/mini-sd", c, "runs/mini-sd-robust",
+                                            dataset_id) + "\n```\n\n![loss](loss.png)\n")
     elif c.get("config"):  # the recipe (--config) the run was started with, as training recorded it
         vae = (f" It reads the autoencoder in `{c['vae_name_or_path']}`: train that first (`vae/README.md` says "
                "how).") if c.get("vae_name_or_path") else ""
         training += ("\nReproduce (the recipe this run was started with; a run continues exactly with "
                      f"`--resume_from_checkpoint latest --num_epochs N`).{vae}\n\n```bash\n"
-                     f"{launch} {c['config']} --dataset_name ylecun/mnist --output_dir runs/{name}"
-                     "\n```\n\n![loss](loss.png)\n")
+                     + recipe_command(script, c["config"], c, f"runs/{name}", dataset_id)
+                     + "\n```\n\n![loss](loss.png)\n")
     else:
         training += ("\nReproduce (on a GPU add `--num_epochs 100`; a run continues exactly with "
                      "`--resume_from_checkpoint latest --num_epochs N`):\n\n```bash\n"
-                     f"{launch} training/configs/mini-sd-mnist.yaml --dataset_name ylecun/mnist --output_dir runs/mini-sd"
-                     "\n```\n\n![loss](loss.png)\n")
+                     + recipe_command(script, "training/configs/mini-sd-mnist.yaml", c, "runs/mini-sd", dataset_id)
+                     + "\n```\n\n![loss](loss.png)\n")
     results = None
     if metrics:
         fid = metrics[f"fid_{FEATURE_NAME}"]

@@ -301,7 +301,7 @@ def test_a_text_to_image_runs_ladder_and_recipe_go_into_its_card(tmp_path):
         assert f"| {r['epoch']} | {r['step']} | {r['train_minutes']:.1f} | {r['fid_mnist_classifier']:.1f} |" in text
         assert [line for line in text.splitlines() if line.startswith(f"| {r['epoch']} | {r['step']} |")][0] \
             .endswith(f"| {r['prompt_accuracy']:.3f} |")
-    assert ("training/train_text_to_image.py --config training/configs/mini-sd-quick.yaml --dataset_name ylecun/mnist "
+    assert ("training/train_text_to_image.py --config training/configs/mini-sd-quick.yaml "
             "--output_dir runs/mini-sd-tiny") in text
     assert "## Evaluation" not in text and not (out / "metrics.json").exists()
 
@@ -321,8 +321,7 @@ def test_a_text_to_image_runs_ladder_and_recipe_go_into_its_card(tmp_path):
 
     # no recipe recorded: the shipped mini-SD's; a second stage keeps its two-stage text
     pipe = load_text_to_image_pipeline(str(run))
-    for config, expected in (({}, "--config training/configs/mini-sd-mnist.yaml --dataset_name ylecun/mnist "
-                                  "--output_dir runs/mini-sd\n"),
+    for config, expected in (({}, "--config training/configs/mini-sd-mnist.yaml --output_dir runs/mini-sd\n"),
                              ({"config": "x.yaml", "pretrained_model_name_or_path": "runs/mini-sd"},
                               "--config training/configs/mini-sd-mnist-robust.yaml --pretrained_model_name_or_path")):
         card = _text_to_image_card(pipe, RunRecord(config=config), None, None, "here", "apache-2.0", None, "m")
@@ -332,5 +331,29 @@ def test_a_text_to_image_runs_ladder_and_recipe_go_into_its_card(tmp_path):
     card = _text_to_image_card(pipe, RunRecord(config={"config": "training/configs/mini-sd-mnist-100.yaml",
                                                        "vae_name_or_path": "runs/vae-sharp"}),
                                None, None, "here", "apache-2.0", None, "m").text
-    assert "--config training/configs/mini-sd-mnist-100.yaml --dataset_name ylecun/mnist --output_dir runs/m" in card
+    assert "--config training/configs/mini-sd-mnist-100.yaml --output_dir runs/m" in card
     assert "It reads the autoencoder in `runs/vae-sharp`: train that first" in card
+
+
+def test_a_card_reproduces_a_run_by_its_recipe_naming_only_the_data_it_changed(trained_run):
+    """The reproduce command of a card: the recipe the run recorded, plus --dataset_name only where the run read
+    other data than the recipe names (a local copy of a Hub dataset: the Hub id the card was exported with)."""
+    from sd_course.publish.cards import LAUNCH, RunRecord, card_facts, recipe_command
+
+    def command(recorded, dataset_id=None, recipe="training/configs/mnist-quick.yaml"):
+        return recipe_command("training/train_unconditional.py", recipe, recorded, "runs/q", dataset_id)
+
+    plain = f"{LAUNCH} training/train_unconditional.py --config training/configs/mnist-quick.yaml --output_dir runs/q"
+    assert command({}) == plain == command({"dataset_name": "builtin:mnist-2k"}, "ylecun/mnist")  # as the recipe says
+    assert command({"dataset_name": "../shared/data/mnist"}, "ylecun/mnist") == plain.replace(
+        " --output_dir", " --dataset_name ylecun/mnist --output_dir")  # a local copy: the Hub's name of it
+    assert "--dataset_name ../shared/data/mnist --output_dir" in command({"dataset_name": "../shared/data/mnist"})
+    assert "--dataset_name ylecun/mnist" in command({"dataset_name": "ylecun/mnist"}, recipe="nowhere.yaml")
+
+    # a pixel card reproduces with the recipe its run recorded, else with the resolved training_config.json
+    config = json.loads((trained_run / "training_config.json").read_text())
+    recorded = {**config, "config": "training/configs/mnist-quick.yaml", "dataset_name": "builtin:mnist-2k"}
+    facts = card_facts(trained_run, RunRecord(config=recorded), None, "pipelines/ddpm-q", None, None, {})
+    assert facts["train_command"] == plain.replace("runs/q", "runs/ddpm-q") + "  # the recipe this run was started with"
+    facts = card_facts(trained_run, RunRecord(config=config), None, "pipelines/ddpm-q", None, None, {})
+    assert facts["train_command"].startswith("sd-course train --config training_config.json")
