@@ -22,6 +22,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors.torch import load_file
 
 from sd_course.core.checkpoints import replace_link
+from sd_course.core.data import BUILTIN_DATASETS, DEFAULT_DATASET
 from sd_course.core.errors import InputError
 from sd_course.core.images import save_grid
 from sd_course.core.kind import ModelKind
@@ -448,10 +449,15 @@ LAUNCH = "accelerate launch --num_cpu_threads_per_process 2"
 
 def recipe_command(script: str, recipe: str, recorded: dict, output_dir: str, dataset_id: str | None) -> str:
     """How a card says to reproduce a run: ``accelerate launch ... SCRIPT --config RECIPE --output_dir DIR``, with
-    ``--dataset_name`` only where the run read other data than its recipe names (a local copy of a Hub dataset:
-    then ``dataset_id``, the Hub's name of it). ``recorded``: the run's training_config.json."""
-    used, named = recorded.get("dataset_name"), _recipe_dataset(recipe)
-    data = f" --dataset_name {dataset_id or used}" if used is not None and used != named else ""
+    the data only where the run read other data than its recipe names (a local copy of a Hub dataset: then
+    ``dataset_id``, the Hub's name of it). ``recorded``: the run's training_config.json (empty: nothing is known)."""
+    data = ""
+    if recorded.get("train_data_dir"):
+        data = f" --train_data_dir {recorded['train_data_dir']}"
+    elif recorded:
+        used = recorded.get("dataset_name") or DEFAULT_DATASET  # what training read when none was named
+        if used != _recipe_dataset(recipe):
+            data = f" --dataset_name {dataset_id if dataset_id and used not in BUILTIN_DATASETS else used}"
     return f"{LAUNCH} {script} --config {recipe}{data} --output_dir {output_dir}"
 
 

@@ -329,9 +329,10 @@ def test_a_text_to_image_runs_ladder_and_recipe_go_into_its_card(tmp_path):
         assert "No ladder: run `sd-course compare RUN" in card.text
     # a recipe that reads a trained autoencoder says to train that first
     card = _text_to_image_card(pipe, RunRecord(config={"config": "training/configs/mini-sd-mnist-100.yaml",
-                                                       "vae_name_or_path": "runs/vae-sharp"}),
-                               None, None, "here", "apache-2.0", None, "m").text
-    assert "--config training/configs/mini-sd-mnist-100.yaml --output_dir runs/m" in card
+                                                       "vae_name_or_path": "runs/vae-sharp",
+                                                       "dataset_name": "../shared/data/mnist"}),
+                               None, None, "here", "apache-2.0", "ylecun/mnist", "m").text
+    assert "--config training/configs/mini-sd-mnist-100.yaml --dataset_name ylecun/mnist --output_dir runs/m" in card
     assert "It reads the autoencoder in `runs/vae-sharp`: train that first" in card
 
 
@@ -345,6 +346,10 @@ def test_a_card_reproduces_a_run_by_its_recipe_naming_only_the_data_it_changed(t
 
     plain = f"{LAUNCH} training/train_unconditional.py --config training/configs/mnist-quick.yaml --output_dir runs/q"
     assert command({}) == plain == command({"dataset_name": "builtin:mnist-2k"}, "ylecun/mnist")  # as the recipe says
+    assert command({"dataset_name": None, "seed": 0}) == plain  # none named: the bundled digits, as the recipe says
+    assert command({"dataset_name": None}, "ylecun/mnist", recipe="training/configs/mnist.yaml").endswith(
+        "mnist.yaml --dataset_name builtin:mnist-2k --output_dir runs/q")  # the bundled subset, not all of MNIST
+    assert "--train_data_dir my/digits --output_dir" in command({"train_data_dir": "my/digits"}, "ylecun/mnist")
     assert command({"dataset_name": "../shared/data/mnist"}, "ylecun/mnist") == plain.replace(
         " --output_dir", " --dataset_name ylecun/mnist --output_dir")  # a local copy: the Hub's name of it
     assert "--dataset_name ../shared/data/mnist --output_dir" in command({"dataset_name": "../shared/data/mnist"})
