@@ -12,10 +12,10 @@ A: The vocabulary was learnt from the 29 words of the captions, so a word outsid
    causal self-attention mixes them into every later token, the padding included, and the U-Net's cross-attention reads
    all of them: it is conditioned on vectors it never saw. The first shipped model (now
    pipelines/mini-sd-mnist-epoch10) read its training phrasings right
-   [99.5%](pipelines/mini-sd-mnist-epoch10/prompt_robustness.json#groups.training.prompt_accuracy*100) of the
+   [99.5%](benchmarks/results/first_mini_sd_epoch10_prompt_robustness.json#groups.training.prompt_accuracy*100) of the
    time, but its worst phrasing with unseen words only
-   [7%](pipelines/mini-sd-mnist-epoch10/prompt_robustness.json#groups.heldout_unseen_words.worst_prompt_accuracy*100)
-   (FID [20.2x](pipelines/mini-sd-mnist-epoch10/prompt_robustness.json#groups.heldout_unseen_words.worst_fid_over_floor)
+   [7%](benchmarks/results/first_mini_sd_epoch10_prompt_robustness.json#groups.heldout_unseen_words.worst_prompt_accuracy*100)
+   (FID [20.2x](benchmarks/results/first_mini_sd_epoch10_prompt_robustness.json#groups.heldout_unseen_words.worst_fid_over_floor)
    its floor: noise). Fixed by training on with filler: in half the captions, 1 to 12 random words (filler_caption
    below: random letters, pieces of caption words, punctuation) around the digit's, and as many dropped captions made
    filler only, in a context of 77 tokens instead of 16: the byte embeddings get trained, and the model learns that
