@@ -25,9 +25,9 @@ A: The vocabulary was learnt from the 29 words of the captions, so a word outsid
    time (worst phrasing
    [98%](pipelines/mini-sd-mnist/prompt_robustness.json#groups.heldout_unseen_words.worst_prompt_accuracy*100)).
    It has a price: at a fixed budget the noisier captions and the longer context slow learning (the quick recipe's
-   600 steps: [92%](benchmarks/results/prompt_robustness_quick_ablation.json#variants.variant=16_tokens.training.prompt_accuracy*100)
+   600 steps: [92%](benchmarks/results/first_vae_prompt_robustness_quick_ablation.json#variants.variant=16_tokens.training.prompt_accuracy*100)
    of the training phrasings read right with 16 tokens and no filler,
-   [43%](benchmarks/results/prompt_robustness_quick_ablation.json#variants.variant=77_tokens_fillers.training.prompt_accuracy*100)
+   [43%](benchmarks/results/first_vae_prompt_robustness_quick_ablation.json#variants.variant=77_tokens_fillers.training.prompt_accuracy*100)
    with both). Real Stable Diffusion does not meet the problem at this scale: its CLIP text encoder was trained on 400
    million captions, so nearly every word a user types was seen in thousands of contexts, and its 49,408-token
    vocabulary splits the rest into trained sub-words. A text encoder is only as robust as the variety of the text it
