@@ -27,6 +27,9 @@ try:
 except ImportError:  # Windows: no advisory locks of this kind; the guard below is then a no-op
     fcntl = None
 
+from accelerate.utils import load as load_pickled_tensors  # torch.load(weights_only=True): tensors, plain containers
+from safetensors import safe_open
+
 from sd_course.core.errors import InputError
 
 KEY_FILES = ("config.json", "model_index.json")  # what makes a folder loadable: moved in last, out first
@@ -180,21 +183,27 @@ def resolve_checkpoint(output_dir: str | Path, resume_from_checkpoint: str) -> P
 
 
 def validate_checkpoint(path: Path) -> dict:
-    """Check that a checkpoint folder is complete and readable; returns its ``training_state.json``."""
+    """Check that a checkpoint folder is complete and readable; returns its ``training_state.json``.
+
+    The RNG states are read here too, as accelerate will read them (``weights_only``: a pickle that holds more than
+    tensors is refused, never run): accelerate itself skips states it cannot read with a log line, and the resumed
+    run would then silently differ from an uninterrupted one."""
     missing = [f for f in REQUIRED_CHECKPOINT_FILES if not (path / f).is_file()]
     if missing:
         raise InputError(f"checkpoint {path} is incomplete or corrupt (missing {missing}); delete it and resume from "
                          "an earlier checkpoint, or start again without --resume_from_checkpoint")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path / "model.safetensors"), framework="pt") as f:
             list(f.keys())
         state = json.loads((path / "training_state.json").read_text())
         int(state["global_step"])
+        for rng in sorted(path.glob("random_states_*.pkl")):
+            load_pickled_tensors(rng)
     except Exception as e:
-        raise InputError(f"checkpoint {path} is corrupt ({type(e).__name__}: {e}); delete it and resume from an "
-                         "earlier checkpoint, or start again without --resume_from_checkpoint") from e
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise InputError(f"checkpoint {path} is corrupt or holds more than tensors ({type(e).__name__}: {first}); "
+                         "delete it and resume from an earlier checkpoint, or start again without "
+                         "--resume_from_checkpoint") from e
     return state
 
 

@@ -444,13 +444,19 @@ EMA_WEIGHTS, EMA_STATE = "ema.safetensors", "ema_state.json"
 
 
 def _resume(accelerator, resume_path: Path) -> int:
-    """Load a checkpoint folder (model, optimiser, LR schedule, RNG states, EMA) and return its optimisation step."""
+    """Load a checkpoint folder (model, optimiser, LR schedule, RNG states, EMA) and return its optimisation step.
+
+    The model and EMA weights are safetensors; accelerate reads its other files (optimizer.bin, scheduler.bin,
+    random_states_*.pkl) with ``torch.load(weights_only=True)``, which rebuilds tensors and plain containers only and
+    refuses any other object, so a checkpoint from elsewhere cannot run code (tests/train/test_loop.py)."""
     logger.info(f"resuming from {resume_path}")
     try:
         accelerator.load_state(str(resume_path))
     except Exception as e:
-        raise InputError(f"checkpoint {resume_path} could not be loaded ({type(e).__name__}: {e}); it is corrupt "
-                         "or from a different model: delete it or start without --resume_from_checkpoint") from e
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise InputError(f"checkpoint {resume_path} could not be loaded ({type(e).__name__}: {first}); it is corrupt, "
+                         "from a different model, or holds more than tensors: delete it or start without "
+                         "--resume_from_checkpoint") from e
     return json.loads((resume_path / "training_state.json").read_text())["global_step"]
 
 

@@ -270,6 +270,33 @@ def test_resume_from_missing_or_corrupt_checkpoint(tmp_path):
     expect_error(tiny_run_args(out, max_train_steps=4, resume_from_checkpoint=str(ckpt)), "missing", "optimizer.bin")
 
 
+class _Payload:  # what a hostile checkpoint could hold: unpickling it would write a file
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code ran"))
+
+
+def test_a_checkpoint_that_holds_more_than_tensors_is_refused_without_running_it(tmp_path):
+    """accelerate's checkpoints hold pickles (random_states_0.pkl, optimizer.bin); resuming reads them with
+    weights_only, so a checkpoint copied from elsewhere cannot run code: it is refused in one line, nothing ran."""
+    import pickle
+
+    out = tmp_path / "run"
+    main(tiny_run_args(out, max_train_steps=2, checkpointing_steps=2))
+    marker = tmp_path / "pwned"
+    for name in ("random_states_0.pkl", "optimizer.bin"):
+        original = (out / "checkpoint-2" / name).read_bytes()
+        (out / "checkpoint-2" / name).write_bytes(pickle.dumps(_Payload(marker)))
+        message = expect_error(tiny_run_args(out, max_train_steps=4, resume_from_checkpoint="latest"),
+                               "checkpoint-2", "holds more than tensors")
+        assert "\n" not in message and not marker.exists(), name
+        (out / "checkpoint-2" / name).write_bytes(original)
+    main(tiny_run_args(out, max_train_steps=4, resume_from_checkpoint="latest"))  # the real one resumes
+    assert json.loads((out / "train_summary.json").read_text())["resumed_from_step"] == 2
+
+
 def test_resolution_the_model_cannot_downsample(tmp_path):
     expect_error(tiny_run_args(tmp_path / "r", model_config_name_or_path="mnist", resolution=30),
                  "multiple of 4", "--resolution 28 or 32")
