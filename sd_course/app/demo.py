@@ -388,7 +388,7 @@ def build_demo(models: list[str] | None = None, concurrency: int = CONCURRENCY, 
                                            elem_id="sample-num-images")
                     prompt = gr.Textbox("", label="Prompt", placeholder="a handwritten digit three",
                                         elem_id="sample-prompt", visible=store.is_text(first))
-                    guidance = Slider(1, 15, value=store.guidance(first), step=0.5, label="Guidance scale",
+                    guidance = Slider(1, 15, value=store.guidance(first), step=0.25, label="Guidance scale",
                                          elem_id="sample-guidance", visible=store.is_text(first))
                     generate_button = gr.Button("Generate", variant="primary", elem_id="sample-generate")
                 with gr.Column(scale=2):
