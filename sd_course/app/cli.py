@@ -80,6 +80,9 @@ def _add_sample(sub):
             print(f"wrote {written['grid']}")
         if "images" in written:
             print(f"wrote {len(written['images'])} images to {args.output_dir}")
+        if "recommended_guidance" in written:
+            print(f"guidance {written['recommended_guidance']:g}: the model card's (or the default); "
+                  "--guidance_scale to choose")
 
     p.set_defaults(func=run)
 

@@ -10,6 +10,7 @@ its arguments here.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -36,6 +37,7 @@ from sd_course.core.plots import (
 )
 from sd_course.core.schedulers import check_steps_value, resolve_scheduler_name
 from sd_course.kinds import kind_of, resolve_model
+from sd_course.latent.guidance import recommended_guidance
 from sd_course.pixel.inpaint import inpaint, load_inpaint_inputs
 from sd_course.pixel.pipeline import load_pipeline, record_trajectory
 
@@ -55,9 +57,16 @@ def write_samples(model=None, options: SampleOptions | None = None, num_images: 
     if kind.sample is None:
         raise InputError(f"{model} is {kind.description}: there is nothing to sample; pass a pipeline folder")
     kind.check_options(options, model or "the default model")
+    guidance = None
+    if "guidance_scale" in kind.options and options.guidance_scale is None:  # say which one the card recommended
+        guidance = recommended_guidance(resolve_model(model))
+        options = dataclasses.replace(options, guidance_scale=guidance)
     loaded = kind.load(resolve_model(model), options)
     images = kind.sample(loaded, num_images, options, show_progress=show_progress)
-    return write_sample_outputs(images, output, output_dir)
+    written = write_sample_outputs(images, output, output_dir)
+    if guidance is not None:
+        written["recommended_guidance"] = guidance
+    return written
 
 
 def write_trajectory(model=None, scheduler=None, num_inference_steps=None, num_images=4, seed=0, eta=None,

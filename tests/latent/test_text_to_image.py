@@ -274,6 +274,10 @@ def test_cli_sample_with_a_prompt_and_the_errors(tmp_path, tiny_sd, capsys):
     assert cli(["sample", "--model", str(tiny_sd), "--prompt", "a handwritten seven", "--guidance_scale", "3",
                 "--scheduler", "dpm++", "--num_inference_steps", "3", "--num_images", "4", "--output", str(grid)]) == 0
     assert Image.open(grid).size[0] > 16
+    assert "guidance" not in capsys.readouterr().out  # the user chose it
+    assert cli(["sample", "--model", str(tiny_sd), "--prompt", "7", "--num_inference_steps", "2", "--num_images", "1",
+                "--output", str(tmp_path / "default.png")]) == 0
+    assert "guidance 2: the model card's (or the default)" in capsys.readouterr().out  # no card: the default, said
     cases = [
         (["--model", str(tiny_sd)], "is a text-to-image model: pass --prompt"),
         (["--model", str(tiny_sd), "--prompt", "  "], "--prompt is empty"),
