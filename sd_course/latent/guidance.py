@@ -72,9 +72,9 @@ def recommended_guidance(model: str | Path | None) -> float:
     ``model``: a pipeline folder (its README.md) or a Hub id (its README.md from the local cache or the Hub). No
     card, no entry, or a card that cannot be read: the default. ``sd-course sample``, ``evaluate``, ``compare`` and
     the demo use it when no ``--guidance_scale`` is given."""
-    metadata = _card_metadata(model) if model else None
-    parameters = ((metadata or {}).get("inference") or {})
-    value = parameters.get("parameters", {}).get("guidance_scale") if isinstance(parameters, dict) else None
+    inference = (_card_metadata(model) or {}).get("inference") if model else None
+    parameters = inference.get("parameters") if isinstance(inference, dict) else None
+    value = parameters.get("guidance_scale") if isinstance(parameters, dict) else None
     if value is None:
         return DEFAULT_GUIDANCE
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1:
@@ -89,7 +89,8 @@ def _card_metadata(model: str | Path) -> Optional[dict]:
     folder = Path(str(model)).expanduser()
     try:
         card = folder / "README.md" if folder.is_dir() else Path(hf_hub_download(str(model), "README.md"))
-        return metadata_load(card) if card.is_file() else None
+        metadata = metadata_load(card) if card.is_file() else None
+        return metadata if isinstance(metadata, dict) else None
     except (OSError, ValueError, yaml.YAMLError):  # no card, offline, not a Hub id, a broken header: no advice
         return None
 

@@ -130,6 +130,7 @@ def test_the_guidance_a_card_recommends_is_the_default(tiny_pipe, tmp_path):
     card = folder / "README.md"
     assert recommended_guidance(folder) == DEFAULT_GUIDANCE == 2.0  # no card
     for text in ("# a card without a header\n", "---\nlicense: mit\n---\n", "---\ninference: true\n---\n",
+                 "---\ninference:\n  parameters: [1, 2]\n---\n", "---\n- a list\n---\n",
                  "---\ninference: [unclosed\n---\n"):
         card.write_text(text)
         assert recommended_guidance(folder) == 2.0, text
