@@ -177,7 +177,9 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
         if print_table:
             print(format_metrics(result))
             print(f"prompt accuracy: {result['prompt_accuracy']:.3f} (training phrasings), "
-                  f"{result['prompt_accuracy_heldout']:.3f} (held-out phrasings)")
+                  f"{result['prompt_accuracy_heldout']:.3f} (held-out phrasings), guidance "
+                  f"{result['guidance_scale']:g}" + (" (the model card's, or the default)" if guidance_scale is None
+                                                     else ""))
         if output_json:
             write_metrics(output_json, result, model, device, classifier)
         return result

@@ -61,7 +61,7 @@ def text_run(tmp_path_factory) -> Path:
     return run
 
 
-def test_compare_scores_a_text_to_image_run_as_evaluate_does_with_prompt_accuracy(text_run, tmp_path):
+def test_compare_scores_a_text_to_image_run_as_evaluate_does_with_prompt_accuracy(text_run, tmp_path, capsys):
     """Each snapshot: digit i % 10 asked for in the training phrasings, DPM-Solver++ 25 steps and guidance 2 unless
     told otherwise; the row adds guidance_scale and prompt_accuracy and equals `sd-course evaluate`'s numbers. An
     unconditional 28x28 model compares beside it, without either."""
@@ -86,8 +86,10 @@ def test_compare_scores_a_text_to_image_run_as_evaluate_does_with_prompt_accurac
     grid = Image.open(out / "compare_grid.png")
     assert grid.height == 3 * 28 * 4  # three rows of 28x28 samples, each drawn 4x
 
+    capsys.readouterr()
     evaluated = evaluation.evaluate(model=str(text_run / "epoch-0002"), reference=BUILTIN, num_reference=200,
-                                    num_samples=20, guidance_scale=2.0, show_progress=False, print_table=False)
+                                    num_samples=20, show_progress=False)  # a snapshot has no card: guidance 2
+    assert "guidance 2 (the model card's, or the default)" in capsys.readouterr().out
     assert rows[1][FID] == pytest.approx(evaluated[FID], rel=1e-6)
     assert rows[1]["prompt_accuracy"] == evaluated["prompt_accuracy"]
 
