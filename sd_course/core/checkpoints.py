@@ -27,7 +27,8 @@ try:
 except ImportError:  # Windows: no advisory locks of this kind; the guard below is then a no-op
     fcntl = None
 
-from accelerate.utils import load as load_pickled_tensors  # torch.load(weights_only=True): tensors, plain containers
+import numpy as np
+import torch
 from safetensors import safe_open
 
 from sd_course.core.errors import InputError
@@ -182,6 +183,17 @@ def resolve_checkpoint(output_dir: str | Path, resume_from_checkpoint: str) -> P
     return path
 
 
+def load_rng_states(path: Path) -> dict:
+    """Read one of accelerate's ``random_states_*.pkl`` without running code from it: ``torch.load`` with
+    ``weights_only=True`` (tensors and plain containers), plus the three numpy names that rebuild the array of numpy's
+    generator state. What newer accelerate releases read it with; written out here because the floor (accelerate
+    1.0) has no such helper. A pickle that names anything else is refused with an ``UnpicklingError``."""
+    numpy_core = np._core if hasattr(np, "_core") else np.core  # numpy 2 renamed np.core
+    numpy_array_names = [numpy_core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    with torch.serialization.safe_globals(numpy_array_names):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def validate_checkpoint(path: Path) -> dict:
     """Check that a checkpoint folder is complete and readable; returns its ``training_state.json``.
 
@@ -198,7 +210,7 @@ def validate_checkpoint(path: Path) -> dict:
         state = json.loads((path / "training_state.json").read_text())
         int(state["global_step"])
         for rng in sorted(path.glob("random_states_*.pkl")):
-            load_pickled_tensors(rng)
+            load_rng_states(rng)
     except Exception as e:
         first = (str(e).strip().splitlines() or [""])[0]
         raise InputError(f"checkpoint {path} is corrupt or holds more than tensors ({type(e).__name__}: {first}); "
