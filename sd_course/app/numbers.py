@@ -42,7 +42,8 @@ from pathlib import Path
 from sd_course.core.provenance import MACHINE_KEYS, describe_device, file_sha256, format_argv
 from sd_course.core.shipped import SOURCE_ROOT
 
-QUOTING_GLOBS = ("README.md", "docs/*.md", "benchmarks/README.md", "model_cards/*.md", "pipelines/*/README.md",
+QUOTING_GLOBS = ("README.md", "docs/*.md", "benchmarks/README.md", "model_cards/*.md", "pipelines/README.md",
+                 "pipelines/*/README.md",
                  "notebooks/*.py", "notebooks/README.md", "sd_course/**/*.py", "training/**/*.py")
 RESULT_DIRS = ("benchmarks/results", "pipelines", "docs/figures")
 QUOTE = re.compile(r"\[(?P<text>[^\[\]\n]+)\]\((?P<path>[^()\s#]+\.json)#(?P<key>[^()\s]+)\)")
