@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from sd_course.core.device import resolve_device
+from sd_course.core.options import DEVICE_HELP
 from sd_course.core.provenance import write_result
 from sd_course.evaluate import evaluation, metrics
 
@@ -47,6 +49,7 @@ def main(argv=None):
     p.add_argument("--num_samples", type=int, default=500)
     p.add_argument("--num_inference_steps", type=int, default=25)
     p.add_argument("--scheduler", default="dpm++")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--output_json", default=None)
     p.add_argument("--output_plot", default="guidance.png")
     p.add_argument("--plot_from", default=None, help="redraw the plot from an --output_json of an earlier run")
@@ -60,7 +63,7 @@ def main(argv=None):
     rows = []
     for scale in [float(s) for s in args.scales.split(",")]:
         r = evaluation.evaluate_text_to_image(args.model, args.reference, args.num_samples, 0, args.scheduler,
-                                           args.num_inference_steps, scale, show_progress=False)
+                                           args.num_inference_steps, scale, show_progress=False, device=args.device)
         rows.append({"guidance_scale": scale, "prompt_accuracy": r["prompt_accuracy"],
                      "prompt_accuracy_heldout": r["prompt_accuracy_heldout"], "fid": r[fid],
                      "precision": r[f"precision_{metrics.FEATURE_NAME}"], "recall": r[f"recall_{metrics.FEATURE_NAME}"],
@@ -78,7 +81,8 @@ def main(argv=None):
         inputs = [args.model] if Path(args.model).exists() else []  # a Hub id: its weights are not hashed here
         write_result(args.output_json, dict(model=args.model, scheduler=args.scheduler, steps=args.num_inference_steps,
                                             num_samples=args.num_samples, rows=rows),
-                     inputs=[*inputs, "sd_course/assets/mnist-classifier/model.safetensors"])
+                     inputs=[*inputs, "sd_course/assets/mnist-classifier/model.safetensors"],
+                     device=resolve_device(args.device))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 from tqdm.auto import tqdm
 
 from sd_course.core.data import to_uint8
+from sd_course.core.device import resolve_device
 from sd_course.core.errors import InputError
+from sd_course.core.options import DEVICE_HELP
 from sd_course.core.provenance import write_result
 from sd_course.evaluate.evaluation import FLOOR_METRICS, prompt_accuracy, real_data_floor
 from sd_course.evaluate.metrics import features_of, load_feature_extractor, prepare_reference, score_images
@@ -95,13 +97,15 @@ def main(argv=None) -> dict:
                         help="default: the model's, as sd-course sample takes it (the guidance its card recommends)")
     parser.add_argument("--batch_size", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--output_json", default=None)
     args = parser.parse_args(argv)
     if args.num_per_phrasing < 10 or args.num_per_phrasing % 10:
         raise InputError(f"--num_per_phrasing must be a multiple of 10 (each digit equally often), got "
                          f"{args.num_per_phrasing}")
     start = time.time()
-    pipe = load_plain(args.model)
+    device = resolve_device(args.device)
+    pipe = load_plain(args.model).to(device)  # the starting noise is drawn on the CPU: the same images anywhere
     if args.guidance_scale is None:
         args.guidance_scale = recommended_guidance(args.model)
     extractor = load_feature_extractor()
@@ -157,7 +161,8 @@ def main(argv=None) -> dict:
           f"{overall_floor['fid_mnist_classifier']:.1f} ({result['overall']['fid_over_floor']}x)")
     if args.output_json:
         model = [args.model] if Path(args.model).exists() else []  # a Hub id: its weights are not hashed here
-        write_result(args.output_json, result, inputs=[*model, "sd_course/assets/mnist-classifier/model.safetensors"])
+        write_result(args.output_json, result, inputs=[*model, "sd_course/assets/mnist-classifier/model.safetensors"],
+                     device=device)
         print(f"wrote {args.output_json}")
     return result
 

@@ -172,7 +172,7 @@ def evaluate(model: str | None = None, samples: str | None = None, reference: st
                              "with the spacing of its own scheduler config")
         result = evaluate_text_to_image(model, reference, num_samples or 1000, seed, scheduler or TEXT_SCHEDULER,
                                         num_inference_steps, guidance_scale, batch_size, num_reference, classifier,
-                                        show_progress)
+                                        show_progress, device)
         result.update(sd_course_version=__version__, seconds=round(time.time() - start, 1))
         if print_table:
             print(format_metrics(result))
@@ -276,11 +276,12 @@ def evaluate_text_to_image(model: str, reference: str = DEFAULT_REFERENCE, num_s
                            scheduler: str | None = TEXT_SCHEDULER, num_inference_steps: int | None = TEXT_STEPS,
                            guidance_scale: float | None = None, batch_size: int = 250,
                            num_reference: int | None = None, classifier: str | None = None,
-                           show_progress: bool = True) -> dict:
+                           show_progress: bool = True, device: str = "auto") -> dict:
     """A text-to-image pipeline: prompt accuracy on the training phrasings and on held-out ones, and the usual
     FID / KID / precision / recall of the training-phrasing samples (all ten digits, equally many), guided by
-    ``guidance_scale`` (default: the one the model's card recommends)."""
-    pipe = load_text_to_image_pipeline(model, scheduler)
+    ``guidance_scale`` (default: the one the model's card recommends), sampled on ``device`` (``"auto"``: the GPU
+    when there is one; the starting noise is drawn on the CPU, so the images agree across devices up to rounding)."""
+    pipe = load_text_to_image_pipeline(model, scheduler).to(resolve_device(device))
     guidance_scale = guidance_scale if guidance_scale is not None else recommended_guidance(model)
     steps = num_inference_steps or TEXT_STEPS
     extractor = load_feature_extractor(classifier)
@@ -297,7 +298,7 @@ def evaluate_text_to_image(model: str, reference: str = DEFAULT_REFERENCE, num_s
     result["prompt_accuracy"] = result["train_templates"]["prompt_accuracy"]
     result["prompt_accuracy_heldout"] = result["heldout_templates"]["prompt_accuracy"]
     result.update(model=model, scheduler=scheduler, num_inference_steps=steps, guidance_scale=guidance_scale,
-                  seed=seed, **reference_summary(ref, extractor))
+                  seed=seed, device=pipe.device.type, **reference_summary(ref, extractor))
     return result
 
 

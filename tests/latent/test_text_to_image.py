@@ -409,13 +409,18 @@ def test_evaluate_reports_prompt_accuracy_on_training_and_held_out_phrasings(tmp
     out = tmp_path / "metrics.json"
     assert cli(["evaluate", "--model", str(tmp_path / "sd"), "--reference", "builtin:mnist-2k:train",
                 "--num_reference", "200", "--num_samples", "20", "--num_inference_steps", "2",
-                "--guidance_scale", "2", "--output_json", str(out)]) == 0
+                "--guidance_scale", "2", "--device", "cpu", "--output_json", str(out)]) == 0
     assert "prompt accuracy:" in capsys.readouterr().out
     result = json.loads(out.read_text())
     for key in ("prompt_accuracy", "prompt_accuracy_heldout", "fid_mnist_classifier", "recall_mnist_classifier"):
         assert 0 <= result[key] and (result[key] <= 1 or key.startswith("fid")), key
     assert len(result["train_templates"]["prompt_accuracy_per_digit"]) == 10
     assert result["guidance_scale"] == 2 and result["n"] == 20
+    assert result["device"] == "cpu"  # where its images were drawn: --device reaches a text-to-image model too
+    if not torch.cuda.is_available():  # a device this machine lacks: one line, before any sampling
+        assert cli(["evaluate", "--model", str(tmp_path / "sd"), "--reference", "builtin:mnist-2k:train",
+                    "--num_samples", "20", "--device", "cuda"]) == 2
+        assert "sees no CUDA GPU" in capsys.readouterr().err
 
 
 def test_export_writes_a_loadable_folder_with_both_cards(tmp_path, tiny_sd, tiny_vae):
