@@ -185,16 +185,17 @@ def make_accelerator(cfg: TrainConfig, out: Path):
                     + ("native bf16" if precision == "bf16" else "no native bf16: fp32") + ")")
     if use_cpu and cfg.mixed_precision == "bf16" and not cpu_has_native_bf16():
         # Without AVX512-BF16 or AMX, oneDNN emulates bf16 in fp32 and converts every tensor twice: a training
-        # step of the `mnist-small` U-Net ran at 23 images/s in bf16 against 64 in fp32 (benchmarks/README.md).
-        logger.warning("--mixed_precision bf16 on a CPU without native bf16 (AVX512-BF16 or AMX): each step is ~3x "
-                       "slower than fp32 here; pass --mixed_precision no")
+        # step of the `mnist-small` U-Net ran at about a third of its fp32 speed on one such CPU and at a
+        # thirteenth on an AVX2-only AMD EPYC (benchmarks/README.md §1 measures both).
+        logger.warning("--mixed_precision bf16 on a CPU without native bf16 (AVX512-BF16 or AMX): each step is 3x "
+                       "to 13x slower than fp32 (emulated); pass --mixed_precision no or auto")
     return accelerator, log_with
 
 
 def resolve_mixed_precision(requested: str, use_cpu: bool) -> str:
     """``auto`` -> ``bf16`` where the hardware computes bf16 natively (a CPU with AMX or AVX512-BF16: 1.5-2.2x the
-    fp32 speed; a CUDA GPU that supports bf16), else ``no`` (fp32: emulated bf16 is ~3x slower). Other values as
-    given."""
+    fp32 speed; a CUDA GPU that supports bf16), else ``no`` (fp32: emulated bf16 is 3x to 13x slower, benchmarks/README.md
+    §1). Other values as given."""
     if requested != "auto":
         return requested
     if use_cpu:
