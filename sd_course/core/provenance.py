@@ -11,7 +11,8 @@ A result is a JSON file whose ``"provenance"`` block says:
   inside another program (pytest, a notebook) wrote it, since that program's command would not make it again;
 - ``inputs``: ``{path: sha256}`` of the files it measured (the model's weights, the recipe, the classifier whose
   features FID uses), paths relative to the checkout: when one of them changes, the result no longer describes
-  what is shipped and ``sd-course results check`` says so;
+  what is shipped and ``sd-course results check`` says so (a YAML recipe is hashed by its parsed content, so
+  editing its comments changes nothing: ``input_sha256``);
 - ``device``, ``date``, ``software``: where, when and with what it was measured;
 - ``tolerance`` (relative) and ``varies_by_machine`` (keys such as ``minutes`` that are only comparable on the
   same machine): how a re-run is judged.
@@ -34,6 +35,7 @@ from pathlib import Path
 import accelerate
 import diffusers
 import torch
+import yaml
 
 from sd_course import __version__
 from sd_course.core.shipped import SOURCE_ROOT
@@ -49,6 +51,17 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def input_sha256(path: str | Path) -> str:
+    """The hash a result records for one of its inputs: sha256 of the file, except for a YAML recipe, whose parsed
+    content is hashed (``yaml:`` + sha256 of its canonical JSON): a recipe's comments, which say what a run measured,
+    can be corrected without making the results measured on it stale; any change to a value still does."""
+    path = Path(path)
+    if path.suffix in (".yaml", ".yml"):
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return "yaml:" + hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+    return file_sha256(path)
 
 
 def relative_to_root(path: str | Path, root: Path = SOURCE_ROOT) -> str:
@@ -72,7 +85,7 @@ def hash_inputs(paths, root: Path = SOURCE_ROOT) -> dict[str, str]:
     inputs = {}
     for path in paths:
         for f in weight_files(path):
-            inputs[relative_to_root(f, root)] = file_sha256(f)
+            inputs[relative_to_root(f, root)] = input_sha256(f)
     return inputs
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from sd_course.app import numbers
 from sd_course.app.cli import main as cli
-from sd_course.core.provenance import file_sha256, write_result
+from sd_course.core.provenance import file_sha256, input_sha256, write_result
 from sd_course.core.shipped import SOURCE_ROOT
 
 
@@ -52,6 +52,26 @@ def test_a_number_that_differs_from_its_result_fails_and_write_renders_it(tmp_pa
     assert "[91%](benchmarks" in (root / "README.md").read_text()
     assert "[52.3](../benchmarks" in (root / "docs" / "lab.md").read_text()
     assert numbers.check_quotes(root) == []
+
+
+def test_a_recipe_s_comments_can_change_its_values_cannot(tmp_path):
+    """A YAML recipe is recorded by its parsed content: correcting what its comments say keeps the results measured
+    on it current; a changed value (or key) makes them stale. A result recorded before, with the recipe's bytes,
+    stays current while those bytes do."""
+    root = make_course(tmp_path)
+    recipe = root / "recipe.yaml"
+    recipe.write_text("# 3 epochs: 6.9 min on a slow laptop, 3.9 on a fast one\nnum_epochs:   3   # the bundled digits\n")
+    assert numbers.check_quotes(root) == []
+    recipe.write_text("num_epochs: 3\nlearning_rate: 0.001\n")
+    assert all("recipe.yaml (changed)" in p for p in numbers.check_quotes(root))
+    recipe.write_text("num_epochs: 3\n")
+    result = root / "benchmarks/results/quick.json"
+    record = json.loads(result.read_text())
+    record["provenance"]["inputs"]["recipe.yaml"] = file_sha256(recipe)  # as results were recorded before
+    result.write_text(json.dumps(record))
+    assert numbers.check_quotes(root) == []
+    recipe.write_text("# a comment\nnum_epochs: 3\n")  # an old byte hash cannot tell: stale until re-recorded
+    assert all("recipe.yaml (changed)" in p for p in numbers.check_quotes(root))
 
 
 def test_a_result_measured_on_a_changed_file_is_stale(tmp_path):
@@ -107,7 +127,7 @@ def test_write_result_records_command_inputs_device_and_date(tmp_path):
     record = json.loads((root / "benchmarks/results/quick.json").read_text())
     prov = record["provenance"]
     assert prov["argv"][-1] == "{output}" and prov["id"] == "quick"
-    assert prov["inputs"] == {"recipe.yaml": file_sha256(root / "recipe.yaml")}
+    assert prov["inputs"] == {"recipe.yaml": input_sha256(root / "recipe.yaml")}
     assert prov["device"] == "a test machine, 2 threads" and len(prov["date"]) == 10 and "torch" in prov["software"]
     assert not (root / "benchmarks/results/quick.json.partial").exists()
 
