@@ -12,12 +12,13 @@
 # 3. its guidance, chosen by measurement (benchmarks/guidance_sweep.py): the scale of the best FID among those that
 #    read >= 97% of the training phrasings and >= 95% of the held-out ones; then every held-out phrasing checked at
 #    it (benchmarks/prompt_robustness.py): if one reads < 95%, the next larger scale, and again;
-# 4. the final model and one rung (RUNG, default epoch 10) evaluated at that guidance, the ladder of every snapshot
-#    (sd-course compare), and both exported with their cards (sd-course export --overwrite: it replaces only an
-#    earlier export).
+# 4. the final model and two rungs of its ladder (RUNGS, default epochs 5 and 20: the "compare epochs" exercise, as
+#    the pixel model's epoch 1 and 10) evaluated at that guidance, the ladder of every snapshot (sd-course compare),
+#    and all three exported with their cards (sd-course export --overwrite: it replaces only an earlier export; the
+#    first model's mini-sd-mnist-epoch10, the lab's "one unseen word breaks it" exercise, is not touched).
 # Then: `sd-course results list | grep stale`, `sd-course results rerun ID` for each, and the prose they quote.
 #
-# Settings (environment): DATA (default ylecun/mnist), RUNS (runs), OUT (pipelines), DEVICE (auto), RUNG (10),
+# Settings (environment): DATA (default ylecun/mnist), RUNS (runs), OUT (pipelines), DEVICE (auto), RUNGS ("5 20"),
 # N_EVAL (1000), N_SWEEP (300), N_ROB (100 per phrasing), SCALES (1,1.25,1.5,2,3,5,8), SMOKE (1: a few steps and
 # small n, to try the whole script; its pipelines go to $RUNS/pipelines, never to pipelines/).
 set -euo pipefail
@@ -25,10 +26,10 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-ylecun/mnist}
 RUNS=${RUNS:-runs}
 DEVICE=${DEVICE:-auto}
-RUNG=${RUNG:-10}
+RUNGS=${RUNGS:-5 20}
 PY=${PY:-python}
 if [ "${SMOKE:-0}" = 1 ]; then
-    OUT=${OUT:-$RUNS/pipelines}; N_EVAL=${N_EVAL:-100}; N_SWEEP=${N_SWEEP:-50}; N_ROB=${N_ROB:-10}; RUNG=1; SCALES=1,2
+    OUT=${OUT:-$RUNS/pipelines}; N_EVAL=${N_EVAL:-100}; N_SWEEP=${N_SWEEP:-50}; N_ROB=${N_ROB:-10}; RUNGS="1 2"; SCALES=1,2
     VAE_FLAGS=(--max_train_steps 4 --perceptual_start 1 --adversarial_start 2 --checkpointing_steps 2 --max_train_samples 512)
     SD_FLAGS=(--max_train_samples 512 --train_batch_size 64 --num_epochs 2 --save_model_epochs 1 --checkpointing_steps 4
               --save_images_epochs 0)
@@ -57,8 +58,11 @@ if [ ! -f "$SD/train_summary.json" ]; then
         --config training/configs/mini-sd-mnist-100.yaml --dataset_name "$DATA" --vae_name_or_path "$VAE" \
         --output_dir "$SD" --resume_from_checkpoint latest "${SD_FLAGS[@]}"
 fi
-RUNG_DIR=$(printf "%s/epoch-%04d" "$SD" "$RUNG")
-[ -d "$RUNG_DIR" ] || { echo "no snapshot $RUNG_DIR: set RUNG to an epoch the run saved ($(ls "$SD" | grep epoch- | tr '\n' ' '))"; exit 2; }
+RUNG_DIRS=()
+for rung in $RUNGS; do
+    RUNG_DIRS+=("$(printf "%s/epoch-%04d" "$SD" "$rung")")
+    [ -d "${RUNG_DIRS[-1]}" ] || { echo "no snapshot ${RUNG_DIRS[-1]}: set RUNGS to epochs the run saved ($(ls "$SD" | grep epoch- | tr '\n' ' '))"; exit 2; }
+done
 
 step "3. guidance, by measurement"
 [ -f "$SHIP/guidance_sweep.json" ] || $PY benchmarks/guidance_sweep.py --model "$SD" --reference "$DATA:test" \
@@ -88,7 +92,7 @@ echo "guidance: $W"
 cp "$SHIP/prompt_robustness_w$W.json" "$SHIP/prompt_robustness.json"
 
 step "4. evaluate at guidance $W, the ladder, export"
-for m in "$SD" "$RUNG_DIR"; do
+for m in "$SD" "${RUNG_DIRS[@]}"; do
     name=$(basename "$m")
     [ -f "$SHIP/metrics_$name.json" ] || sd-course evaluate --model "$m" --reference "$DATA:test" --num_samples "$N_EVAL" \
         --scheduler dpm++ --num_inference_steps 25 --guidance_scale "$W" --device "$DEVICE" \
@@ -101,6 +105,9 @@ COMMON=(--ladder "$SHIP/ladder" --vae_run "$VAE" --vae_metrics "$SHIP/vae_qualit
         --license cc-by-sa-3.0 --device "$DEVICE" --overwrite)
 sd-course export "$SD" --output "$OUT/mini-sd-mnist" --metrics "$SHIP/metrics_$(basename "$SD").json" \
     --guidance_sweep "$SHIP/guidance_sweep.json" --prompt_robustness "$SHIP/prompt_robustness.json" "${COMMON[@]}"
-sd-course export "$RUNG_DIR" --output "$OUT/mini-sd-mnist-epoch$RUNG" \
-    --metrics "$SHIP/metrics_$(basename "$RUNG_DIR").json" "${COMMON[@]}"
-step "done: $OUT/mini-sd-mnist and $OUT/mini-sd-mnist-epoch$RUNG at guidance $W; now sd-course results list | grep stale"
+for m in "${RUNG_DIRS[@]}"; do
+    epoch=$((10#$(basename "$m" | cut -d- -f2)))
+    sd-course export "$m" --output "$OUT/mini-sd-mnist-epoch$epoch" --metrics "$SHIP/metrics_$(basename "$m").json" \
+        "${COMMON[@]}"
+done
+step "done: $OUT/mini-sd-mnist and its rungs (epochs $RUNGS) at guidance $W; now sd-course results list | grep stale"
