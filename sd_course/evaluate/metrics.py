@@ -37,16 +37,19 @@ Cmd: python benchmarks/metric_floor.py --dataset_name ../shared/data/mnist
 Q: How does a model trained for fewer epochs compare with the pretrained one?
 A: Measured on the same protocol (1,000 samples, DPM-Solver++ 25 steps, seeds 0..999, against the 10,000 MNIST test
    digits; the epoch ladder of docs/evaluation.md): the shipped run (batch 1,024 on a GPU, 59 steps an epoch) after
-   epoch 1 (pipelines/ddpm-mnist-epoch1) makes blobs, a third of them read as one digit: FID 525, recall 0.07;
-   after epoch 10 (590 steps, pipelines/ddpm-mnist-epoch10) FID 48.8, precision 0.697, recall 0.888, every class
-   8-12%; after 75 epochs (4,425 steps, pipelines/ddpm-mnist) FID 12.8, precision 0.858, recall 0.907. The
-   real-data floor at this n is 6.9 (1.9x for the final model; 1.1x, FID 7.5, with the same solver on the SDE,
-   ``--scheduler dpm++-2m-sde``). Epochs buy coverage of every digit first (recall 0.07 -> 0.89 by epoch 10), then
-   legibility (precision 0.67 -> 0.86, classifier confidence 0.85 -> 0.98); past epoch 30 the FID is flat within
-   its seed noise (13.1, 10.8, 12.8 at epochs 30, 50, 75). The 16-epoch run on 2 CPU cores (batch 64, 281 min)
-   reached 22.0 the same way.
-   The README's quick run (882 steps of 32 on the 2,000 bundled digits, 6.9 min) scores FID 271 against 300 of
-   those digits: clean strokes, a few digits, far below the first rung.
+   epoch 1 (pipelines/ddpm-mnist-epoch1) makes blobs, a third of them read as one digit: FID [525](pipelines/ddpm-mnist/ladder.json#results.epoch=1.fid_mnist_classifier), recall
+   [0.07](pipelines/ddpm-mnist/ladder.json#results.epoch=1.recall_mnist_classifier); after epoch 10 (590 steps, pipelines/ddpm-mnist-epoch10) FID [48.8](pipelines/ddpm-mnist/ladder.json#results.epoch=10.fid_mnist_classifier), precision [0.697](pipelines/ddpm-mnist/ladder.json#results.epoch=10.precision_mnist_classifier),
+   recall [0.888](pipelines/ddpm-mnist/ladder.json#results.epoch=10.recall_mnist_classifier); after 75 epochs (4,425 steps, pipelines/ddpm-mnist) FID [12.8](pipelines/ddpm-mnist/ladder.json#results.epoch=75.fid_mnist_classifier), precision
+   [0.858](pipelines/ddpm-mnist/ladder.json#results.epoch=75.precision_mnist_classifier), recall [0.907](pipelines/ddpm-mnist/ladder.json#results.epoch=75.recall_mnist_classifier). The real-data floor at this n is
+   [6.9](benchmarks/results/metric_floor.json#rows.n=1000.fid) (FID [7.5](pipelines/ddpm-mnist/metrics.json#fid_mnist_classifier)
+   for the final model with the same solver on the SDE, ``--scheduler dpm++-2m-sde``). Epochs buy coverage of every
+   digit first (recall [0.07](pipelines/ddpm-mnist/ladder.json#results.epoch=1.recall_mnist_classifier) -> [0.89](pipelines/ddpm-mnist/ladder.json#results.epoch=10.recall_mnist_classifier) by epoch 10), then legibility (precision [0.67](pipelines/ddpm-mnist/ladder.json#results.epoch=5.precision_mnist_classifier) at
+   epoch 5 -> [0.86](pipelines/ddpm-mnist/ladder.json#results.epoch=75.precision_mnist_classifier), classifier confidence [0.85](pipelines/ddpm-mnist/ladder.json#results.epoch=5.mean_confidence_mnist_classifier) -> [0.98](pipelines/ddpm-mnist/ladder.json#results.epoch=75.mean_confidence_mnist_classifier)); past epoch 30 the FID is
+   flat within its seed noise ([13.1](pipelines/ddpm-mnist/ladder.json#results.epoch=30.fid_mnist_classifier), [10.8](pipelines/ddpm-mnist/ladder.json#results.epoch=50.fid_mnist_classifier), [12.8](pipelines/ddpm-mnist/ladder.json#results.epoch=75.fid_mnist_classifier) at epochs 30, 50, 75). The 16-epoch run
+   on 2 CPU cores (batch 64, 281 min) reached 22.0 the same way (benchmarks/README.md §13).
+   The README's quick run (882 steps of 32 on the 2,000 bundled digits, [3.9 min](benchmarks/results/quick_pixel_no_native_bf16.json#rows.0.minutes) on 2 cores without
+   native bf16) scores FID [262.0](benchmarks/results/quick_pixel_no_native_bf16.json#rows.0.fid) on 200 samples against the test digits (``benchmarks/quick_recipes.py``): clean
+   strokes, a few digits, far below the first rung.
 Cmd: sd-course compare runs/quick pipelines/ddpm-mnist-epoch1 pipelines/ddpm-mnist-epoch10 pipelines/ddpm-mnist --scheduler dpm++ --num_inference_steps 25 --num_samples 300 --reference builtin:mnist-2k:train --output_dir compare/
 Cmd: sd-course compare runs/ddpm-mnist-gpu --scheduler dpm++ --num_inference_steps 25 --num_samples 1000 --reference ../shared/data/mnist:test --floor ../shared/data/mnist:train --output_dir runs/ladder
 Fig: compare/compare_grid.png
