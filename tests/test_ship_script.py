@@ -47,8 +47,8 @@ def calls(text: str) -> dict[str, set[str]]:
     found = {}
     for line in joined.splitlines():
         for tool in TOOLS:
-            if re.search(tool, line):
-                after = line[re.search(tool, line).end():]
+            if match := re.search(tool, line):
+                after = line[match.end():]
                 flags = set(re.findall(r"(?<![\w-])--\w+", after))
                 for name, array_flags in arrays.items():
                     if "${" + name + "[@]}" in after:

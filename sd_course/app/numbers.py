@@ -39,7 +39,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from sd_course.core.provenance import MACHINE_KEYS, describe_device, file_sha256, format_argv, input_sha256
+from sd_course.core.provenance import MACHINE_KEYS, describe_device, format_argv, input_unchanged
 from sd_course.core.shipped import SOURCE_ROOT
 
 QUOTING_GLOBS = ("README.md", "docs/*.md", "benchmarks/README.md", "model_cards/*.md", "pipelines/README.md",
@@ -167,7 +167,7 @@ def stale_inputs(record: dict, root: Path = SOURCE_ROOT) -> list[str]:
         path = root / rel
         if not path.is_file():
             changed.append(f"{rel} (no longer there)")
-        elif digest not in (input_sha256(path), file_sha256(path)):  # a recipe's bytes: recorded before its content
+        elif not input_unchanged(path, digest):
             changed.append(f"{rel} (changed)")
     return changed
 

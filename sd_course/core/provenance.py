@@ -64,6 +64,14 @@ def input_sha256(path: str | Path) -> str:
     return file_sha256(path)
 
 
+def input_unchanged(path: str | Path, digest: str) -> bool:
+    """Whether an input still is what a result recorded: its ``input_sha256``, or for a recipe recorded by its bytes
+    (before recipes were hashed by content), those bytes. Each file is read once, a recipe's bytes only if needed."""
+    if digest == input_sha256(path):
+        return True
+    return Path(path).suffix in (".yaml", ".yml") and digest == file_sha256(path)
+
+
 def relative_to_root(path: str | Path, root: Path = SOURCE_ROOT) -> str:
     path = Path(path).resolve()
     try:
