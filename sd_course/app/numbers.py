@@ -3,7 +3,7 @@
     sd-course results check          # fail when a quoted number differs from its result, or its result is stale
     sd-course results write          # re-render every quoted number from its result
     sd-course results list           # each result: when, where, on what, how often quoted, current or stale
-    sd-course results rerun mini_sd_quick     # run its recorded command again: does each quoted number still hold?
+    sd-course results rerun mini_sd_quick_lean_no_native_bf16   # run its recorded command again: does each quoted number still hold?
     sd-course results retire pipelines/mini-sd-mnist-epoch10/prompt_robustness.json \
         --to benchmarks/results/first_mini_sd_prompt_robustness.json --reason "the first mini-SD, no longer shipped"
 

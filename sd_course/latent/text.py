@@ -24,7 +24,7 @@ A: The vocabulary was learnt from the 29 words of the captions, so a word outsid
    [99.6%](pipelines/mini-sd-mnist/prompt_robustness.json#groups.heldout_unseen_words.prompt_accuracy*100) of the
    time (worst phrasing
    [98%](pipelines/mini-sd-mnist/prompt_robustness.json#groups.heldout_unseen_words.worst_prompt_accuracy*100)).
-   It has a price: at a fixed budget the noisier captions and the longer context slow learning (the quick recipe's
+   It has a price: at a fixed budget the noisier captions and the longer context slow learning (the quick recipe's first version,
    600 steps: [92%](benchmarks/results/first_vae_prompt_robustness_quick_ablation.json#variants.variant=16_tokens.training.prompt_accuracy*100)
    of the training phrasings read right with 16 tokens and no filler,
    [43%](benchmarks/results/first_vae_prompt_robustness_quick_ablation.json#variants.variant=77_tokens_fillers.training.prompt_accuracy*100)

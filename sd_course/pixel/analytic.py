@@ -73,11 +73,11 @@ A: Only for a *known* distribution. The optimum for the *training set* is also k
    both predict a blur of many digits, do the two agree. Whether a network copies depends on how many digits it
    must fit (benchmarks/memorisation.py; distance of each sample to its nearest training digit, as a multiple of a
    new real digit's): the same U-Net and recipe, 2,000 steps of 16 images, trained on 16 digits draws near copies
-   ([92%](benchmarks/results/memorisation.json#rows.name=unet-16.sample_near_copies*100) of its samples, median distance [0.11x](benchmarks/results/memorisation.json#rows.name=unet-16.median_ratio); the
-   exact denoiser [0.02x](benchmarks/results/memorisation.json#rows.name=exact-16.median_ratio)), trained on 2,000 draws none
-   ([0%](benchmarks/results/memorisation.json#rows.name=unet-2k.sample_near_copies*100), [183](benchmarks/results/memorisation.json#rows.name=unet-2k.distinct_nearest) different nearest digits for 200
+   ([92%](benchmarks/results/quick_v1/memorisation.json#rows.name=unet-16.sample_near_copies*100) of its samples, median distance [0.11x](benchmarks/results/quick_v1/memorisation.json#rows.name=unet-16.median_ratio); the
+   exact denoiser [0.02x](benchmarks/results/quick_v1/memorisation.json#rows.name=exact-16.median_ratio)), trained on 2,000 draws none
+   ([0%](benchmarks/results/quick_v1/memorisation.json#rows.name=unet-2k.sample_near_copies*100), [183](benchmarks/results/quick_v1/memorisation.json#rows.name=unet-2k.distinct_nearest) different nearest digits for 200
    samples), and the shipped model on 60,000 draws new digits as close to its training set as new real digits are
-   ([1.05x](benchmarks/results/memorisation.json#rows.name=unet-60k.median_ratio)).
+   ([1.05x](benchmarks/results/quick_v1/memorisation.json#rows.name=unet-60k.median_ratio)).
 Cmd: sd-course sample --model analytic:mnist --num_images 16 --output memorised.png
 Cmd: sd-course predictions --train_dataset ../shared/data/mnist:train --test_dataset ../shared/data/mnist:test --output_dir docs/figures/predictions/mnist-60k
 Cmd: python benchmarks/memorisation.py --run exact-16=analytic:mnist --num_samples 64
