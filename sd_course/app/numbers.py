@@ -3,7 +3,7 @@
     sd-course results check          # fail when a quoted number differs from its result, or its result is stale
     sd-course results write          # re-render every quoted number from its result
     sd-course results list           # each result: when, where, on what, how often quoted, current or stale
-    sd-course results rerun mini_sd_quick_lean_no_native_bf16   # run its recorded command again: does each quoted number still hold?
+    sd-course results rerun mini_sd_quick_lean_no_native_bf16   # run its command again: does each quote still hold?
     sd-course results retire pipelines/mini-sd-mnist-epoch10/prompt_robustness.json \
         --to benchmarks/results/first_mini_sd_prompt_robustness.json --reason "the first mini-SD, no longer shipped"
 
@@ -279,7 +279,10 @@ def rerun(result: str, root: Path = SOURCE_ROOT, keep: str | None = None) -> tup
             argv[:1] = [sys.executable, "-m", "sd_course"]
         print(f"re-running {result_id(path, root)}: {format_argv(argv)}", flush=True)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
-        subprocess.run(argv, cwd=root, env=env, check=True)
+        finished = subprocess.run(argv, cwd=root, env=env)
+        if finished.returncode != 0:  # the command has said why, above; one line here, not a traceback
+            raise QuoteError(f"re-running {result_id(path, root)} failed (exit {finished.returncode}): see the "
+                             "command's own message above; nothing was written")
         fresh = load_result(output)
     same_machine = (fresh.get("provenance") or {}).get("device", describe_device()) == prov.get("device")
     tolerance = float(prov.get("tolerance", 0.05))

@@ -47,7 +47,7 @@ A: Measured on the same protocol (1,000 samples, DPM-Solver++ 25 steps, seeds 0.
    epoch 5 -> [0.86](pipelines/ddpm-mnist/ladder.json#results.epoch=75.precision_mnist_classifier), classifier confidence [0.85](pipelines/ddpm-mnist/ladder.json#results.epoch=5.mean_confidence_mnist_classifier) -> [0.98](pipelines/ddpm-mnist/ladder.json#results.epoch=75.mean_confidence_mnist_classifier)); past epoch 30 the FID is
    flat within its seed noise ([13.1](pipelines/ddpm-mnist/ladder.json#results.epoch=30.fid_mnist_classifier), [10.8](pipelines/ddpm-mnist/ladder.json#results.epoch=50.fid_mnist_classifier), [12.8](pipelines/ddpm-mnist/ladder.json#results.epoch=75.fid_mnist_classifier) at epochs 30, 50, 75). The 16-epoch run
    on 2 CPU cores (batch 64, 281 min) reached 22.0 the same way (benchmarks/README.md §13).
-   The README's quick run (2,646 steps of 32 on the 2,000 bundled digits, [9.1 min](benchmarks/results/quick_pixel_lean_no_native_bf16.json#rows.0.minutes) on 2 cores without
+   The README's quick run (2,646 steps of 32 on the 2,000 bundled digits, [9.3 min](benchmarks/results/quick_pixel_lean_no_native_bf16.json#rows.0.minutes) on 2 cores without
    native bf16) scores FID [68.6](benchmarks/results/quick_pixel_lean_no_native_bf16.json#rows.scheduler=dpm++-2m-sde&sampling_seed=1234.fid) on 200 samples against the test digits (``benchmarks/quick_recipes.py``; real
    digits score [42](benchmarks/results/metric_floor.json#rows.n=100.fid) at n = 100): digits, scored at another n than the ladder's, so ``sd-course compare`` (below)
    puts it beside the rungs on equal terms.

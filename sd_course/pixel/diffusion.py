@@ -43,13 +43,14 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMPipeline, DDPMScheduler
+from diffusers import DDPMPipeline, DDPMScheduler
 from diffusers.training_utils import compute_snr
 
 from sd_course.core.data import load_run_dataset, random_flip
 from sd_course.core.errors import InputError
 from sd_course.core.models import build_unet
-from sd_course.core.schedulers import BETA_SCHEDULES, TIMESTEP_SPACINGS
+from sd_course.core.schedulers import BETA_SCHEDULES, TIMESTEP_SPACINGS, make_scheduler, resolve_scheduler_name
+from sd_course.pixel.pipeline import UnconditionalImagePipeline
 from sd_course.train.config import TrainConfig, option
 from sd_course.train.loop import Objective
 
@@ -65,7 +66,10 @@ class DiffusionConfig(TrainConfig):
     ddpm_num_steps: int = option(1000, "T, the number of diffusion steps")
     ddpm_beta_schedule: str = option("linear", "beta_t schedule", choices=BETA_SCHEDULES)
     prediction_type: str = option("epsilon", "what the U-Net predicts", choices=PREDICTION_TYPES)
-    ddpm_num_inference_steps: int = option(50, "DDIM steps for the sample grids saved during training")
+    validation_scheduler: str = option("ddim", "the sampler of the sample grids saved during training, any "
+                                               "--scheduler of sd-course sample (e.g. dpm++-2m-sde: the one a "
+                                               "briefly trained model is measured with)")
+    ddpm_num_inference_steps: int = option(50, "sampling steps of those grids")
     # Saved in the pipeline's scheduler config, so every sampler made from it (scheduler.from_config) inherits it.
     # "leading" (DDPMScheduler's own default) starts DPM-Solver++ at 25 steps at t = 950, never at pure noise;
     # "trailing" starts the samplers at t = T-1 (Lin et al. 2023, section 3.3): DPM++ 25 FID 24.5 -> 22.0 on the
@@ -88,6 +92,10 @@ class DiffusionConfig(TrainConfig):
             raise InputError(f"--snr_gamma must be positive (5.0 is the paper's value), got {self.snr_gamma}")
         if self.noise_offset < 0:
             raise InputError(f"--noise_offset must be >= 0, got {self.noise_offset}")
+        try:  # a misspelt sampler fails now, not at the first grid
+            resolve_scheduler_name(self.validation_scheduler)
+        except InputError as e:
+            raise InputError(f"--validation_scheduler: {e}") from None
 
 
 def draw_timesteps(batch: int, num_steps: int, generator: torch.Generator, sampling: str = "uniform"):
@@ -184,11 +192,14 @@ class PixelDiffusion(Objective):
         return DDPMPipeline(unet=unet, scheduler=self.noise_scheduler)
 
     def sample_images(self, pipe):
-        """A grid of DDIM samples (the seeds of ``--seed``), as square as the batch allows."""
-        pipe.scheduler = DDIMScheduler.from_config(self.noise_scheduler.config)
-        pipe.set_progress_bar_config(disable=True)
-        images = pipe(batch_size=self.cfg.eval_batch_size, num_inference_steps=self.cfg.ddpm_num_inference_steps,
-                      generator=torch.Generator().manual_seed(self.cfg.seed)).images
+        """A grid of samples (the seeds of ``--seed``) by ``--validation_scheduler``, as square as the batch allows.
+        Drawn by the course's pipeline, which runs every diffusers sampler correctly (``sd_course/pixel/pipeline.py``):
+        the stock ``DDPMPipeline`` that is saved runs only some of them right."""
+        sampler = UnconditionalImagePipeline(pipe.unet, self.noise_scheduler)
+        sampler.scheduler = make_scheduler(self.cfg.validation_scheduler, self.noise_scheduler.config)
+        sampler.set_progress_bar_config(disable=True)
+        images = sampler(batch_size=self.cfg.eval_batch_size, num_inference_steps=self.cfg.ddpm_num_inference_steps,
+                         generator=torch.Generator().manual_seed(self.cfg.seed)).images
         rows = int(math.sqrt(len(images)))
         while len(images) % rows:
             rows -= 1

@@ -191,6 +191,18 @@ def test_an_sd_course_result_reruns_from_its_recorded_command(tmp_path):
     assert holds and len(lines) == 1 and "(holds" in lines[0], lines
 
 
+def test_a_rerun_whose_command_fails_says_so_in_one_line_and_keeps_the_result(tmp_path):
+    """A recorded command that fails now (here: it refuses to write into a folder that holds another run, as the
+    training loop does) ends the re-run with one line naming the result and the exit code, not a traceback."""
+    root = make_course(tmp_path)
+    record = json.loads((root / "benchmarks/results/quick.json").read_text())
+    record["provenance"]["argv"] = ["python", "-c", "raise SystemExit(3)"]
+    (root / "benchmarks/results/quick.json").write_text(json.dumps(record))
+    with pytest.raises(numbers.QuoteError, match=r"re-running quick failed \(exit 3\).*nothing was written"):
+        numbers.rerun("quick", root=root)
+    assert json.loads((root / "benchmarks/results/quick.json").read_text()) == record
+
+
 def test_rerun_of_an_unknown_id_names_the_known_ones(tmp_path):
     root = make_course(tmp_path)
     with pytest.raises(numbers.QuoteError, match="no result 'nope'; the results are: quick"):

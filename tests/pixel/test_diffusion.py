@@ -1,10 +1,15 @@
-"""How t is drawn per image (sd_course/pixel/diffusion.py: draw_timesteps, --timestep_sampling)."""
+"""How t is drawn per image (sd_course/pixel/diffusion.py: draw_timesteps, --timestep_sampling), and the sampler of
+the grids saved during training (--validation_scheduler)."""
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from conftest import tiny_run_args
+from sd_course.app.launch import main
 from sd_course.core.errors import InputError
-from sd_course.pixel.diffusion import TIMESTEP_SAMPLINGS, DiffusionConfig, draw_timesteps
+from sd_course.pixel.diffusion import TIMESTEP_SAMPLINGS, DiffusionConfig, PixelDiffusion, draw_timesteps
 from sd_course.train.config import parse_args
 
 
@@ -35,3 +40,18 @@ def test_an_unknown_law_is_one_clear_error():
         draw_timesteps(4, 1000, torch.Generator(), "lognormal")
     with pytest.raises((InputError, SystemExit)):
         parse_args(["--output_dir", "x", "--timestep_sampling", "lognormal"], DiffusionConfig)
+
+
+def test_the_sample_grids_are_drawn_by_the_sampler_the_recipe_names(tmp_path):
+    """--validation_scheduler reaches the grids saved during training: the same weights and seeds drawn by DDIM and
+    by DPM++ 2M SDE give different grids; a misspelt sampler is refused before anything is loaded."""
+    grids = {}
+    for sampler in ("ddim", "dpm++-2m-sde"):
+        out = tmp_path / sampler
+        main(tiny_run_args(out, max_train_steps=4, save_images_epochs=1, validation_scheduler=sampler),
+             objective_class=PixelDiffusion)
+        grids[sampler] = np.asarray(Image.open(out / "samples" / "epoch-0001.png"))
+    assert grids["ddim"].shape == grids["dpm++-2m-sde"].shape
+    assert not np.array_equal(grids["ddim"], grids["dpm++-2m-sde"])
+    with pytest.raises(InputError, match=r"--validation_scheduler: unknown scheduler 'dpm\+\+2'; use one of"):
+        parse_args(["--validation_scheduler", "dpm++2"], DiffusionConfig).validate()
