@@ -98,6 +98,14 @@ def run(config: str, precision: str, seed: int, reference: str, num_samples: int
     return rows
 
 
+def seed_list(text: str) -> tuple[int, ...]:
+    """``--sampling_seeds 1234,4321`` -> (1234, 4321); anything else is one line from argparse, before any training."""
+    try:
+        return tuple(int(n) for n in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated integers, e.g. 1234,4321") from None
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     """One row per trained run and sampler (and guidance): FID and confidence averaged over the sampling seeds, the
     rarest digit's share at its lowest, and FID's range; empty when each run was scored on one set of noises."""
@@ -134,7 +142,7 @@ def main() -> None:
     parser.add_argument("--schedulers", default="dpm++",
                         help="comma-separated samplers to score each run with (the same steps and seed), e.g. "
                              "dpm++,dpm++-2m-sde: on a model trained this briefly the sampler matters")
-    parser.add_argument("--sampling_seeds", default=str(SAMPLING_SEED),
+    parser.add_argument("--sampling_seeds", type=seed_list, default=(SAMPLING_SEED,),
                         help="comma-separated seeds of the starting noises: each trained run is scored on each set "
                              "(at n = 200 one set of noises moves FID by 10-20 points: score two or three)")
     parser.add_argument("--guidance_scales", default="2", help="text-to-image recipes: comma-separated CFG scales")
@@ -155,7 +163,7 @@ def main() -> None:
                                Path(args.keep_runs) if args.keep_runs else None,
                                [float(g) for g in args.guidance_scales.split(",")], name,
                                tuple(s.strip() for s in args.schedulers.split(",")),
-                               tuple(int(n) for n in args.sampling_seeds.split(","))):
+                               args.sampling_seeds):
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     summary = summarise(rows)

@@ -33,3 +33,11 @@ def test_each_run_is_scored_on_each_set_of_noises_and_averaged(tmp_path):
     assert summary["rarest_digit"] == min(r["rarest_digit"] for r in rows)
     assert saved["provenance"]["inputs"]  # the recipe and the classifier, hashed
     assert (tmp_path / "runs" / "run-auto-seed0" / "model_index.json").is_file()
+
+
+def test_bad_sampling_seeds_are_one_line_before_any_training(tmp_path):
+    result = run_python([str(REPO / "benchmarks" / "quick_recipes.py"), "--sampling_seeds", "1234,x",
+                         "--keep_runs", str(tmp_path / "runs")])
+    assert result.returncode == 2
+    assert "argument --sampling_seeds: '1234,x' is not comma-separated integers" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
