@@ -21,6 +21,8 @@ import json
 import time
 from pathlib import Path
 
+from sd_course.core.device import device_argument, resolve_device
+from sd_course.core.options import DEVICE_HELP
 from sd_course.core.provenance import relative_to_root, write_result
 from sd_course.evaluate.classifier import DEFAULT_CLASSIFIER_DIR
 from sd_course.evaluate.metrics import FEATURE_NAME, load_feature_extractor, prepare_reference, score_images
@@ -37,6 +39,7 @@ def main(argv=None):
     p.add_argument("--samplers", default="ddim,dpm++")
     p.add_argument("--steps", default="1,2,5,10,25,50,100,1000")
     p.add_argument("--num_samples", type=int, default=300)
+    p.add_argument("--device", default="auto", type=device_argument, help=DEVICE_HELP)
     p.add_argument("--output", default="runs/fid_vs_steps.png")
     p.add_argument("--output_json", default="runs/fid_vs_steps.json",
                    help="every number, with the command, the model's weights hashes, the machine and the date")
@@ -45,7 +48,7 @@ def main(argv=None):
     reference = prepare_reference(args.reference, extractor, None, show_progress=False)
     rows, pictures = [], {}
     for sampler in args.samplers.split(","):
-        pipe = load_pipeline(args.model, sampler)
+        pipe = load_pipeline(args.model, sampler, device=args.device)
         if sampler == "ddim":
             # DDIM's default "leading" spacing starts a 1-step run at t = 0 (it would return the noise untouched);
             # "trailing" starts every run at t = T-1, pure noise (Lin et al. 2024, table 2)
@@ -81,7 +84,8 @@ def main(argv=None):
         print(f"wrote {args.output}")
     write_result(args.output_json, dict(model=args.model or relative_to_root(default_model_path()),
                                         num_samples=args.num_samples, reference=args.reference, rows=rows),
-                 inputs=[args.model or default_model_path(), DEFAULT_CLASSIFIER_DIR / "model.safetensors"])
+                 inputs=[args.model or default_model_path(), DEFAULT_CLASSIFIER_DIR / "model.safetensors"],
+                 device=resolve_device(args.device))
     print(f"wrote {args.output_json}")
 
 

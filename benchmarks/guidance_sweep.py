@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sd_course.core.device import resolve_device
+from sd_course.core.device import device_argument, resolve_device
 from sd_course.core.options import DEVICE_HELP
 from sd_course.core.provenance import write_result
 from sd_course.evaluate import evaluation, metrics
@@ -49,7 +49,7 @@ def main(argv=None):
     p.add_argument("--num_samples", type=int, default=500)
     p.add_argument("--num_inference_steps", type=int, default=25)
     p.add_argument("--scheduler", default="dpm++")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--device", default="auto", type=device_argument, help=DEVICE_HELP)
     p.add_argument("--output_json", default=None)
     p.add_argument("--output_plot", default="guidance.png")
     p.add_argument("--plot_from", default=None, help="redraw the plot from an --output_json of an earlier run")

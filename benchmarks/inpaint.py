@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 
 from sd_course.core.data import load_images
+from sd_course.core.device import device_argument, resolve_device
+from sd_course.core.options import DEVICE_HELP
 from sd_course.core.plots import _save_figure, inpaint_figure
 from sd_course.core.provenance import relative_to_root, write_result
 from sd_course.evaluate.classifier import DEFAULT_CLASSIFIER_DIR, load_classifier, predict
@@ -50,6 +52,7 @@ def main(argv=None):
     p.add_argument("--resample", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch_size", type=int, default=50)
+    p.add_argument("--device", default="auto", type=device_argument, help=DEVICE_HELP)
     p.add_argument("--figure", default=str(REPO / "docs" / "figures" / "inpaint.png"), help="'' for none")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: torch's); 1 is much faster when other jobs share the cores")
@@ -57,7 +60,6 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-
 
     reference = args.reference or (f"{SHARED_TEST}:test" if (SHARED_TEST / "test.parquet").is_file()
                                    else "builtin:mnist-2k:train")
@@ -67,7 +69,7 @@ def main(argv=None):
     blank = images.clone()
     blank[..., 14:, :] = 0
 
-    pipe = load_pipeline(args.model, args.scheduler)
+    pipe = load_pipeline(args.model, args.scheduler, device=args.device)
     start = time.time()
     filled = inpaint(pipe, images, mask, args.num_inference_steps, seed=args.seed, resample=args.resample,
                      batch_size=args.batch_size)
@@ -100,7 +102,8 @@ def main(argv=None):
         print(f"wrote {_save_figure(inpaint_figure(images[:k], mask, fills), args.figure)}")
     if args.output_json:  # with the command, the model's weights hashes, the machine and the date
         write_result(args.output_json, results,
-                     inputs=[args.model, DEFAULT_CLASSIFIER_DIR / "model.safetensors"])
+                     inputs=[args.model, DEFAULT_CLASSIFIER_DIR / "model.safetensors"],
+                     device=resolve_device(args.device))
     return results
 
 

@@ -72,7 +72,7 @@ from pathlib import Path
 import torch
 
 from sd_course.core.data import DEFAULT_DATASET, load_train_dataset, parse_dataset_spec
-from sd_course.core.device import resolve_device
+from sd_course.core.device import device_argument, resolve_device
 from sd_course.core.errors import InputError, check_positive_int
 from sd_course.core.plots import _new_figure, _save_figure, _show
 from sd_course.core.provenance import describe_device, relative_to_root, write_result
@@ -381,7 +381,7 @@ def main(argv=None) -> None:
     p.add_argument("--batch_size", type=int, default=100)
     p.add_argument("--num_shown", type=int, default=8, help="samples per run in the figure")
     p.add_argument("--no_classifier", action="store_true", help="skip the classifier's confidence")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", type=device_argument)
     p.add_argument("--inputs", nargs="*", default=[], metavar="FILE",
                    help="more files the result depends on, hashed into its provenance (the recipe of runs trained "
                         "for it; the shipped pipelines' weights and the classifier are recorded anyway)")

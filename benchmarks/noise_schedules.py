@@ -35,6 +35,8 @@ from pathlib import Path
 import recipe_sweep
 from diffusers import DDPMScheduler
 
+from sd_course.core.device import device_argument, resolve_device
+from sd_course.core.options import DEVICE_HELP
 from sd_course.core.provenance import write_result
 from sd_course.core.schedulers import make_scheduler
 from sd_course.evaluate.classifier import DEFAULT_CLASSIFIER_DIR
@@ -81,6 +83,8 @@ def main(argv=None):
     p.add_argument("--num_samples", type=int, default=500, help="samples per score in parts 2 and 3")
     p.add_argument("--steps", default="5,10,25,50", help="DPM-Solver++ step counts of part 2")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", type=device_argument, help="where parts 2 and 3 sample (training runs where accelerate "
+                                                    "puts it): " + DEVICE_HELP)
     p.add_argument("--output_dir", default="runs/noise_schedules")
     p.add_argument("--model", default=None,
                    help="part 3 only, for one trained pipeline (e.g. pipelines/ddpm-mnist): sample it with each "
@@ -121,7 +125,7 @@ def main(argv=None):
         return sample_and_score(pipe, steps, args.num_samples, args.seed, reference, extractor)
 
     # 2. FID against sampling steps; 3. sampled with every schedule's betas
-    models = {schedule: load_pipeline(str(Path(args.workdir) / recipe)) for schedule, recipe in schedules.items()}
+    models = {schedule: load_pipeline(str(Path(args.workdir) / recipe), device=args.device) for schedule, recipe in schedules.items()}
     steps = [int(s) for s in args.steps.split(",")]
     by_steps, crossed, pictures = {}, {}, {}
     for trained, pipe in models.items():
@@ -158,7 +162,7 @@ def main(argv=None):
               "crossed": [{"trained": a, "sampled": b, **v} for (a, b), v in crossed.items()],
               "minutes": (time.time() - start) / 60}
     output = write_result(args.output_json or out / "noise_schedules.json", result,
-                          inputs=[DEFAULT_CLASSIFIER_DIR / "model.safetensors"])
+                          inputs=[DEFAULT_CLASSIFIER_DIR / "model.safetensors"], device=resolve_device(args.device))
     print(f"\nwrote {output}, {out}/noise_schedules.png, noise_schedules_curves.png "
           f"({(time.time() - start) / 60:.1f} min)")
 
@@ -167,7 +171,7 @@ def sample_with_every_schedule(args, out: Path) -> dict:
     """Part 3 for a well-trained model: its own schedule against the other three, DPM-Solver++ 25 steps, n samples."""
     extractor = load_feature_extractor(None)
     reference = prepare_reference(f"{args.dataset_name}:test", extractor, None, show_progress=False)
-    trained = load_pipeline(args.model)
+    trained = load_pipeline(args.model, device=args.device)
     own = trained.scheduler.config.beta_schedule
     rows = {}
     for schedule in RECIPES["epsilon"]:  # the four schedules
@@ -184,7 +188,8 @@ def sample_with_every_schedule(args, out: Path) -> dict:
         print(f"| {schedule}{mark} | {r['fid']:.1f} | {r['precision']:.3f} | {r['recall']:.3f} |")
     result = {"args": vars(args), "trained_with": own, "sampled_with": rows}
     output = write_result(args.output_json or out / "noise_schedules_crossed.json", result,
-                          inputs=[args.model, DEFAULT_CLASSIFIER_DIR / "model.safetensors"])
+                          inputs=[args.model, DEFAULT_CLASSIFIER_DIR / "model.safetensors"],
+                          device=resolve_device(args.device))
     print(f"wrote {output}")
     return result
 

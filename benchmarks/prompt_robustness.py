@@ -28,7 +28,7 @@ from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 from tqdm.auto import tqdm
 
 from sd_course.core.data import to_uint8
-from sd_course.core.device import resolve_device
+from sd_course.core.device import device_argument, resolve_device
 from sd_course.core.errors import InputError
 from sd_course.core.options import DEVICE_HELP
 from sd_course.core.provenance import write_result
@@ -97,7 +97,7 @@ def main(argv=None) -> dict:
                         help="default: the model's, as sd-course sample takes it (the guidance its card recommends)")
     parser.add_argument("--batch_size", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--device", default="auto", type=device_argument, help=DEVICE_HELP)
     parser.add_argument("--output_json", default=None)
     args = parser.parse_args(argv)
     if args.num_per_phrasing < 10 or args.num_per_phrasing % 10:

@@ -32,9 +32,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 from sd_course.app.launch import main as launch
+from sd_course.core.device import device_argument
+from sd_course.core.options import DEVICE_HELP
 from sd_course.core.provenance import describe_device, write_result
 from sd_course.evaluate.evaluation import evaluate
 from sd_course.evaluate.classifier import DEFAULT_CLASSIFIER_DIR
@@ -65,7 +68,8 @@ def recipe_inputs(config: str, extra: list[str] = ()) -> list[str]:
 
 def run(config: str, precision: str, seed: int, reference: str, num_samples: int, steps: int, flags: list[str],
         keep: Path | None, guidance_scales: list[float], variant: str | None,
-        schedulers: tuple[str, ...] = ("dpm++",), sampling_seeds: tuple[int, ...] = (SAMPLING_SEED,)) -> list[dict]:
+        schedulers: tuple[str, ...] = ("dpm++",), sampling_seeds: tuple[int, ...] = (SAMPLING_SEED,),
+        device: str = "cpu") -> list[dict]:
     objective = objective_of(config)
     with tempfile.TemporaryDirectory() as tmp:
         out = (keep / f"{variant or 'run'}-{precision}-seed{seed}") if keep else Path(tmp) / "run"
@@ -81,7 +85,7 @@ def run(config: str, precision: str, seed: int, reference: str, num_samples: int
                 for n in sampling_seeds]:
             scores = evaluate(model=str(out), reference=reference, num_samples=num_samples, scheduler=scheduler,
                               num_inference_steps=steps, seed=sampling_seed, print_table=False, show_progress=False,
-                              device="cpu", **({} if guidance is None else dict(guidance_scale=guidance)))
+                              device=device, **({} if guidance is None else dict(guidance_scale=guidance)))
             histogram = scores.get("class_histogram_mnist_classifier") or []
             row = dict(variant=variant, flags=shlex.join(flags), precision=summary["mixed_precision"], seed=seed,
                        minutes=round(minutes, 2), train_minutes=round(summary["train_seconds"] / 60, 2),
@@ -149,6 +153,8 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
                         help="a named set of training flags (repeatable): each is trained and scored in turn")
     parser.add_argument("--keep_runs", default=None, help="keep the trained runs in this folder")
+    parser.add_argument("--device", default="auto", type=device_argument, help="where the trained runs are sampled and scored (training "
+                                                         "runs where accelerate puts it): " + DEVICE_HELP)
     parser.add_argument("--output_json", default=None)
     args, extra = parser.parse_known_args()  # anything else goes to the training flags (e.g. --num_epochs 20)
     variants = [(None, [])] if not args.variant else [
@@ -163,7 +169,7 @@ def main() -> None:
                                Path(args.keep_runs) if args.keep_runs else None,
                                [float(g) for g in args.guidance_scales.split(",")], name,
                                tuple(s.strip() for s in args.schedulers.split(",")),
-                               args.sampling_seeds):
+                               args.sampling_seeds, args.device):
                     rows.append(row)
                     print(json.dumps(row), flush=True)
     summary = summarise(rows)
@@ -172,7 +178,8 @@ def main() -> None:
     if args.output_json:
         write_result(args.output_json, dict(config=args.config, extra=extra, reference=args.reference, rows=rows,
                                             summary=summary),
-                     inputs=recipe_inputs(args.config, extra))
+                     inputs=recipe_inputs(args.config, extra),
+                     device="cuda" if torch.cuda.is_available() else "cpu")  # where accelerate trained: the minutes
 
 
 if __name__ == "__main__":

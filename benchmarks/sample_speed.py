@@ -20,6 +20,7 @@ import time
 import torch
 from diffusers import DDPMScheduler
 
+from sd_course.core.device import device_argument, resolve_device
 from sd_course.core.errors import InputError
 from sd_course.core.models import build_unet, count_parameters
 from sd_course.core.provenance import relative_to_root, write_result
@@ -38,7 +39,7 @@ def parse_args(argv=None):
                    help="a pipeline folder (default: the shipped pipelines/ddpm-mnist) or random:PRESET, a U-Net of "
                         "that preset with random weights (sd_course/core/models.py)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", type=device_argument)
     p.add_argument("--output_json", default=None, help="write every row there, with provenance")
     return p.parse_args(argv)
 
@@ -56,12 +57,13 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     model = args.model or str(default_model_path())
     pipe = random_pipeline(model.split(":", 1)[1]) if model.startswith("random:") else load_pipeline(model)
-    pipe.to(args.device)
+    device = resolve_device(args.device)
+    pipe.to(device)
     training_config = pipe.scheduler.config
     calls = []
     pipe.unet.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
     print(f"model: {model} ({count_parameters(pipe.unet) / 1e6:.1f}M "
-          f"parameters), {args.num_images} images, batch {args.batch_size or args.num_images}, device {args.device}, "
+          f"parameters), {args.num_images} images, batch {args.batch_size or args.num_images}, device {device}, "
           f"{torch.get_num_threads()} threads")
     print(f"{'scheduler':<34} {'steps':>5} {'calls/img':>9} {'seconds':>8} {'images/s':>9} {'ms/call':>8}")
     rows = []
@@ -87,7 +89,7 @@ def main(argv=None):
         inputs = [] if model.startswith("random:") else [model]
         record = dict(model=relative_to_root(model) if inputs else model, num_images=args.num_images,
                       batch_size=args.batch_size or args.num_images, rows=rows)
-        write_result(args.output_json, record, inputs=inputs, device=args.device)
+        write_result(args.output_json, record, inputs=inputs, device=device)
         print(f"wrote {args.output_json}")
 
 

@@ -25,6 +25,7 @@ import time
 
 import torch
 
+from sd_course.core.device import device_argument, resolve_device
 from sd_course.core.provenance import write_result
 from sd_course.core.schedulers import SCHEDULERS, check_scheduler_settings, default_num_inference_steps
 from sd_course.evaluate.classifier import DEFAULT_CLASSIFIER_DIR
@@ -83,7 +84,7 @@ def main(argv=None):
     p.add_argument("--settings", nargs="+", type=json.loads, default=[{}], metavar="JSON",
                    help="scheduler options to measure each scheduler with, one JSON object per variant, e.g. "
                         "'{}' '{\"solver_order\": 3}' '{\"thresholding\": true}' (default: '{}', the class's own)")
-    p.add_argument("--device", default="cpu", help="where to sample: cpu (the images/s of the docs), cuda or auto; "
+    p.add_argument("--device", default="cpu", type=device_argument, help="where to sample: cpu (the images/s of the docs), cuda or auto; "
                                                    "the quality columns agree across devices up to seed noise")
     p.add_argument("--output_json", default="runs/scheduler_table.json")
     args = p.parse_args(argv)
@@ -106,7 +107,7 @@ def main(argv=None):
     print("\n".join(scheduler_table_lines(rows, spacing_column=True)))
     write_result(args.output_json, {"args": vars(args), "rows": rows},
                  inputs=[args.model or default_model_path(), DEFAULT_CLASSIFIER_DIR / "model.safetensors"],
-                 device=args.device if args.device != "auto" else "cpu")
+                 device=resolve_device(args.device))
     print(f"wrote {args.output_json}")
 
 

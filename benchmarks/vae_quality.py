@@ -1,6 +1,7 @@
 """How good is the digit autoencoder? Reconstruction error, what the classifier still reads, FID, latents, speed.
 
     python benchmarks/vae_quality.py --vae pipelines/mini-sd-mnist/vae --dataset_name ../shared/data/mnist
+    python benchmarks/vae_quality.py --dataset_name ylecun/mnist --device cuda      # on a GPU (speed is the GPU's)
 
 On the 10,000 test digits (28x28, padded to 32 for the VAE, cropped back for every number):
 * reconstruction MSE (pixels in [0, 1]) and PSNR;
@@ -10,7 +11,7 @@ On the 10,000 test digits (28x28, padded to 32 for the VAE, cropped back for eve
   FID(train[:10000] vs test) at the same n: a perfect autoencoder scores the floor; the same in the features of the
   autoencoder's perceptual network (an autoencoder trained with it must not fit those features alone);
 * latent statistics before and after scaling (after: std ~1, what the diffusion model needs);
-* encode and decode speed, images/s (batch 256, this machine).
+* encode and decode speed, images/s (batch 256, on ``--device``: the GPU when there is one, as the result says).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import time
 import torch
 
 from sd_course.core.data import load_images, to_uint8
+from sd_course.core.device import device_argument, resolve_device
+from sd_course.core.errors import InputError
+from sd_course.core.options import DEVICE_HELP
 from sd_course.evaluate import metrics
 from sd_course.core.provenance import write_result
 from sd_course.evaluate.classifier import accuracy, load_classifier
@@ -34,13 +38,18 @@ def main(argv=None):
     p.add_argument("--vae", default=None, help="AutoencoderKL folder (default: the shipped one)")
     p.add_argument("--dataset_name", default="ylecun/mnist", help="Hub id or local folder with train and test splits")
     p.add_argument("--num_images", type=int, default=10000)
+    p.add_argument("--device", default="auto", type=device_argument, help=DEVICE_HELP)
     p.add_argument("--output_json", default=None)
     args = p.parse_args(argv)
     from sd_course.latent.text_to_image import default_vae_path
 
-    vae = load_vae(args.vae or default_vae_path())
-    test, labels = load_images(f"{args.dataset_name}:test", num_images=args.num_images)
-    train, _ = load_images(f"{args.dataset_name}:train", num_images=args.num_images)
+    device = resolve_device(args.device)
+    try:  # a wrong folder or dataset is one line, before any work
+        vae = load_vae(args.vae or default_vae_path()).to(device)
+        test, labels = load_images(f"{args.dataset_name}:test", num_images=args.num_images)
+        train, _ = load_images(f"{args.dataset_name}:train", num_images=args.num_images)
+    except InputError as e:
+        p.error(str(e))
     classifier = metrics.load_feature_extractor()
 
     t0 = time.time()
@@ -81,7 +90,8 @@ def main(argv=None):
     print(json.dumps(result, indent=2))
     if args.output_json:  # with the command, the weights' hashes, the device and the date
         write_result(args.output_json, result, inputs=[str(args.vae or default_vae_path()),
-                                                       "sd_course/assets/mnist-classifier/model.safetensors"])
+                                                       "sd_course/assets/mnist-classifier/model.safetensors"],
+                     device=device)
 
 
 if __name__ == "__main__":

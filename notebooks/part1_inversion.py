@@ -22,7 +22,7 @@
 # metrics, figures). `sd-course inversion --output_dir lab/inversion` runs the same thing from a terminal.
 
 # %% tags=["parameters"]
-quick = False  # True: 2 seeds instead of 5 (what CI runs); False: the lab's run (20 s on 2 CPU cores)
+quick = False  # True: 2 seeds instead of 5 (what CI runs); False: the lab's run (minutes: notebooks/README.md)
 output_dir = "lab"  # where the figures go, relative to the course folder
 
 # %% [markdown]

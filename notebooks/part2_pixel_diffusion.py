@@ -20,7 +20,7 @@
 # terminal is named beside it.
 
 # %% tags=["parameters"]
-quick = False  # True: a minute on 2 CPU cores (what CI runs); False: the lab's run (7 min on 2 CPU cores)
+quick = False  # True: what CI runs, in about a minute; False: the lab's run (minutes: notebooks/README.md)
 device = "auto"  # where models run: auto (a CUDA GPU, else Apple's mps, else the CPU), cpu, cuda or mps
 output_dir = "lab"  # where the figures go, relative to the course folder
 run_dir = "runs/quick"  # where step 4 trains your model

@@ -21,7 +21,7 @@
 # guidance loop (`sd_course/latent/guidance.py`) and trains a first mini Stable Diffusion of your own.
 
 # %% tags=["parameters"]
-quick = False  # True: half a minute on 2 CPU cores (what CI runs); False: the lab's run (6 min on 2 CPU cores)
+quick = False  # True: what CI runs, in under a minute; False: the lab's run (minutes: notebooks/README.md)
 device = "auto"  # where models run: auto (a CUDA GPU, else Apple's mps, else the CPU), cpu, cuda or mps
 output_dir = "lab"  # where the figures go, relative to the course folder
 run_dir = "runs/mini-sd-quick"  # where step 4 trains your mini Stable Diffusion

@@ -19,7 +19,7 @@
 # the questions are run by the teacher; their results are in benchmarks/README.md and the figures in docs/figures.
 
 # %% tags=["parameters"]
-quick = False  # True: half a minute on 2 CPU cores (what CI runs); False: the lab's run (4 min on 2 CPU cores)
+quick = False  # True: what CI runs, in under a minute; False: the lab's run (minutes: notebooks/README.md)
 device = "auto"  # where models run: auto (a CUDA GPU, else Apple's mps, else the CPU), cpu, cuda or mps
 output_dir = "lab"  # where the figures go, relative to the course folder
 

@@ -6,6 +6,8 @@ runs where accelerate puts it (``accelerate config`` / ``accelerate launch``).
 
 from __future__ import annotations
 
+import argparse
+
 import torch
 
 from sd_course.core.errors import InputError
@@ -39,3 +41,14 @@ def resolve_device(device: str | None) -> torch.device:
     if resolved.type not in ("cpu", "cuda", "mps"):
         raise InputError(f"--device {device!r}: sd_course runs on cpu, cuda or mps; use one of {list(DEVICES)}")
     return resolved
+
+
+def device_argument(text: str) -> str:
+    """``type=`` of a script's ``--device`` flag: a device this machine lacks is one argparse line (exit 2) before
+    any work, not a traceback after it. Returns the name as given (``auto`` stays ``auto``)."""
+    try:
+        resolve_device(text)
+    except InputError as e:
+        message = str(e).removeprefix(f"--device {text!r}").removeprefix(":").strip()
+        raise argparse.ArgumentTypeError(f"{text!r} {message}" if message.startswith("is ") else message) from None
+    return text
