@@ -83,8 +83,8 @@ def main(argv=None):
     p.add_argument("--num_samples", type=int, default=500, help="samples per score in parts 2 and 3")
     p.add_argument("--steps", default="5,10,25,50", help="DPM-Solver++ step counts of part 2")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", type=device_argument, help="where parts 2 and 3 sample (training runs where accelerate "
-                                                    "puts it): " + DEVICE_HELP)
+    p.add_argument("--device", default="auto", type=device_argument,
+                   help="parts 2 and 3, which sample (training runs where accelerate puts it); " + DEVICE_HELP)
     p.add_argument("--output_dir", default="runs/noise_schedules")
     p.add_argument("--model", default=None,
                    help="part 3 only, for one trained pipeline (e.g. pipelines/ddpm-mnist): sample it with each "
@@ -125,7 +125,8 @@ def main(argv=None):
         return sample_and_score(pipe, steps, args.num_samples, args.seed, reference, extractor)
 
     # 2. FID against sampling steps; 3. sampled with every schedule's betas
-    models = {schedule: load_pipeline(str(Path(args.workdir) / recipe), device=args.device) for schedule, recipe in schedules.items()}
+    models = {schedule: load_pipeline(str(Path(args.workdir) / recipe), device=args.device)
+              for schedule, recipe in schedules.items()}
     steps = [int(s) for s in args.steps.split(",")]
     by_steps, crossed, pictures = {}, {}, {}
     for trained, pipe in models.items():

@@ -12,11 +12,11 @@ Each (variant, precision, seed) trains the recipe from scratch under the one loo
 as ``accelerate launch training/train_unconditional.py --config ...`` or ``train_text_to_image.py`` does: the
 script the config's header names), then samples ``--num_samples`` digits (DPM-Solver++, ``--num_inference_steps``;
 ``--schedulers`` scores the same run with other samplers too, ``--sampling_seeds`` from other starting noises: at
-n = 200 one set of noises moves FID by 10-20 points, so a recipe is judged by its mean over two or three, the
-``summary`` rows of the result)
-and scores them against held-out real digits with the shipped classifier: ``fid_mnist_classifier``, the
-classifier's mean confidence, the share of the rarest digit, and for a text-to-image recipe the prompt accuracy
-(training and held-out phrasings) at each ``--guidance_scales``. The targets of a first run (issue 31): Part 2 at
+n = 200 another set of noises gives another FID (the result's ``fid_min`` and ``fid_max`` say by how much), so a
+recipe is judged by its mean over two or three, the ``summary`` rows of the result) and scores them against
+held-out real digits with the shipped classifier: ``fid_mnist_classifier``, the classifier's mean confidence, the
+share of the rarest digit, and for a text-to-image recipe the prompt accuracy (training and held-out phrasings) at
+each ``--guidance_scales``. The targets of a first run (issue 31): Part 2 at
 most 10 minutes on 2 CPU cores, mean confidence >= 0.9, FID <= 80 at n = 200, every digit >= 5%; Part 3 at most 5
 minutes, >= 90% read right, FID <= 60. ``--output_json`` writes the rows with their provenance (the command, the
 hashes of the recipe, the VAE and the classifier, the machine, the date): ``sd-course results rerun ID`` re-runs it.
@@ -148,13 +148,14 @@ def main() -> None:
                              "dpm++,dpm++-2m-sde: on a model trained this briefly the sampler matters")
     parser.add_argument("--sampling_seeds", type=seed_list, default=(SAMPLING_SEED,),
                         help="comma-separated seeds of the starting noises: each trained run is scored on each set "
-                             "(at n = 200 one set of noises moves FID by 10-20 points: score two or three)")
+                             "(at n = 200 another set gives another FID: score two or three)")
     parser.add_argument("--guidance_scales", default="2", help="text-to-image recipes: comma-separated CFG scales")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
                         help="a named set of training flags (repeatable): each is trained and scored in turn")
     parser.add_argument("--keep_runs", default=None, help="keep the trained runs in this folder")
-    parser.add_argument("--device", default="auto", type=device_argument, help="where the trained runs are sampled and scored (training "
-                                                         "runs where accelerate puts it): " + DEVICE_HELP)
+    parser.add_argument("--device", default="auto", type=device_argument,
+                        help="sampling and scoring the trained runs (training runs where accelerate puts it); "
+                             + DEVICE_HELP)
     parser.add_argument("--output_json", default=None)
     args, extra = parser.parse_known_args()  # anything else goes to the training flags (e.g. --num_epochs 20)
     variants = [(None, [])] if not args.variant else [

@@ -1,5 +1,5 @@
 """benchmarks/quick_recipes.py: a recipe trained whole, then scored on several sets of starting noises, with the
-mean over them (at n = 200 one set moves FID by 10-20 points).
+mean over them (at n = 200 another set of noises gives another FID).
 
     python -m pytest tests/test_benchmarks_quick_recipes.py -q
 """
