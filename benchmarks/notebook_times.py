@@ -22,8 +22,8 @@ from pathlib import Path
 import jupytext
 import nbformat
 import papermill
-import torch
 
+from sd_course.core.device import device_argument, resolve_device
 from sd_course.core.provenance import relative_to_root, write_result
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +58,8 @@ def main() -> None:
     parser.add_argument("--notebooks", default=",".join(p.stem for p in NOTEBOOKS),
                         help="comma-separated notebook names (default: all four)")
     parser.add_argument("--quick", action="store_true", help="the notebooks' quick=True (what CI runs)")
-    parser.add_argument("--device", default="cpu", help="the notebooks' device parameter: cpu, cuda, mps or auto")
+    parser.add_argument("--device", default="cpu", type=device_argument,
+                        help="the notebooks' device parameter: cpu, cuda, mps or auto")
     parser.add_argument("--output_json", default=None)
     args = parser.parse_args()
 
@@ -75,8 +76,8 @@ def main() -> None:
         print(rows[-1], flush=True)
     if args.output_json:
         inputs = [relative_to_root(known[n]) for n in names] + RECIPES
-        device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
-        print(f"wrote {write_result(args.output_json, dict(rows=rows), inputs=inputs, device=device)}")
+        written = write_result(args.output_json, dict(rows=rows), inputs=inputs, device=resolve_device(args.device))
+        print(f"wrote {written}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from conftest import REPO, run_python
 from sd_course.core.device import device_argument
 
 # the scripts that sample or score (the training ones run where accelerate puts them)
-SAMPLING_BENCHMARKS = ["fid_vs_steps", "guidance_sweep", "inpaint", "memorisation", "noise_schedules",
+SAMPLING_BENCHMARKS = ["fid_vs_steps", "guidance_sweep", "inpaint", "memorisation", "noise_schedules", "notebook_times",
                        "prompt_robustness", "quick_recipes", "sample_speed", "scheduler_table", "vae_quality"]
 
 
